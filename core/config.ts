@@ -1,0 +1,73 @@
+/**
+ * Limits and defaults, declared once. Validation, the actors and the README
+ * all read this table; each entry can be overridden by the Worker var of the
+ * same name (wrangler.toml [vars] or `--var`).
+ */
+export interface ConfigEntry {
+  readonly default: number;
+  readonly min: number;
+  readonly max: number;
+  readonly description: string;
+}
+
+export const CONFIG = {
+  MAX_BODY_BYTES: {
+    default: 1_048_576,
+    min: 1024,
+    max: 16_777_216,
+    description: "Largest request body accepted, after gzip decoding (bytes).",
+  },
+  MAX_EVENTS_PER_BATCH: {
+    default: 1000,
+    min: 1,
+    max: 10_000,
+    description: "Most events in one request.",
+  },
+  MAX_FUTURE_SKEW_MS: {
+    default: 300_000,
+    min: 0,
+    max: 86_400_000,
+    description: "How far in the future an event's ts may be (ms).",
+  },
+  ALLOWED_LATENESS_MS: {
+    default: 3_600_000,
+    min: 0,
+    max: 3_600_000,
+    description: "How late an event may arrive, relative to receive time (ms). At most the longest window.",
+  },
+  DEDUP_HORIZON_MS: {
+    default: 3_600_000,
+    min: 0,
+    max: 86_400_000,
+    description: "How long an event id is remembered for de-duplication (ms).",
+  },
+  DEDUP_MAX_IDS: {
+    default: 500_000,
+    min: 1000,
+    max: 10_000_000,
+    description: "Most event ids remembered per stream; the oldest are forgotten first.",
+  },
+  KEY_CACHE_TTL_MS: {
+    default: 5000,
+    min: 0,
+    max: 300_000,
+    description: "How long a verified API key is cached in a Worker isolate (ms); bounds revocation delay.",
+  },
+} as const satisfies Record<string, ConfigEntry>;
+
+export type ConfigName = keyof typeof CONFIG;
+export type Config = { readonly [K in ConfigName]: number };
+
+/** Reads overrides from a Worker env; ignores values that are not sane numbers in range. */
+export function loadConfig(env: Readonly<Record<string, unknown>>): Config {
+  const out = {} as Record<ConfigName, number>;
+  for (const name of Object.keys(CONFIG) as ConfigName[]) {
+    const entry: ConfigEntry = CONFIG[name];
+    const raw = env[name];
+    const n = typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+    out[name] = Number.isFinite(n) && n >= entry.min && n <= entry.max ? Math.floor(n) : entry.default;
+  }
+  return out;
+}
+
+export const DEFAULT_CONFIG: Config = loadConfig({});

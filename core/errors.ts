@@ -1,0 +1,58 @@
+/**
+ * Every error edgepulse returns has a stable code. The HTTP status and a
+ * default message live here so the API, the docs and the tests agree.
+ */
+export const ERRORS = {
+  // request-level
+  malformed_body: { status: 400, message: "The body could not be parsed." },
+  empty_batch: { status: 400, message: "The body holds no events." },
+  unsupported_content_type: {
+    status: 415,
+    message: "Send application/json, application/x-ndjson or text/plain.",
+  },
+  unsupported_content_encoding: { status: 415, message: "Only gzip and identity encodings are accepted." },
+  body_too_large: { status: 413, message: "The body is larger than the configured limit." },
+  too_many_events: { status: 413, message: "The batch holds more events than the configured limit." },
+  all_events_invalid: { status: 422, message: "No event in the batch was accepted; see details.rejected." },
+  missing_key: { status: 401, message: "Send an API key as 'Authorization: Bearer <key>'." },
+  invalid_key: { status: 401, message: "The API key is not valid." },
+  revoked_key: { status: 401, message: "The API key has been revoked." },
+  insufficient_scope: { status: 403, message: "The API key's scope does not allow this." },
+  admin_disabled: { status: 503, message: "Set the ADMIN_TOKEN secret to use the operator API." },
+  invalid_request: { status: 400, message: "The request is not valid." },
+  invalid_window: { status: 400, message: "window must be one of 1m, 5m, 15m, 1h." },
+  invalid_stream_name: { status: 400, message: "Stream names match [A-Za-z0-9_.:-]{1,128}." },
+  not_found: { status: 404, message: "No such resource." },
+  stream_not_found: { status: 404, message: "No events have been received for this stream." },
+  tenant_not_found: { status: 404, message: "No such tenant." },
+  key_not_found: { status: 404, message: "No such key for this tenant." },
+  method_not_allowed: { status: 405, message: "Method not allowed." },
+  stream_unavailable: { status: 503, message: "The stream's actor could not be reached; retry the request." },
+  internal_error: { status: 500, message: "Something went wrong on our side." },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Per-event rejection codes, reported in receipts and counted per stream. */
+export const EVENT_ERRORS = {
+  not_an_object: "Each event must be a JSON object.",
+  malformed_json: "This NDJSON line is not valid JSON.",
+  unknown_field: "Unknown field.",
+  invalid_name: "name is required and must match [A-Za-z0-9_.:-]{1,128}.",
+  invalid_id: "id must be a non-empty string of at most 128 characters.",
+  invalid_timestamp: "ts must be epoch milliseconds or an ISO-8601 string with a time zone.",
+  invalid_value: "value must be a finite number.",
+  invalid_user: "user must be a non-empty string of at most 256 characters.",
+  invalid_dims: "dims must be an object of at most 16 string values.",
+  too_late: "The event is older than the allowed lateness.",
+  too_far_in_future: "The event's ts is too far in the future.",
+  stream_unavailable: "The stream's actor could not be reached; resend this event (with an id, resending is safe).",
+} as const;
+
+export type EventErrorCode = keyof typeof EVENT_ERRORS;
+
+export interface Rejection {
+  index: number;
+  code: EventErrorCode;
+  message: string;
+}

@@ -1,0 +1,131 @@
+import { describe, expect, it } from "vitest";
+import { DEFAULT_CONFIG, loadConfig } from "./config";
+import { admitTime, bodyFormat, decodeBody, parseTimestamp, validateEvent } from "./event";
+
+const NOW = Date.UTC(2026, 10, 22, 10, 0, 0);
+
+describe("validateEvent", () => {
+  it("accepts the full schema and defaults ts to receive time", () => {
+    expect(validateEvent({ name: "checkout.completed" }, NOW)).toEqual({
+      ok: true,
+      name: "checkout.completed",
+      event: { ts: NOW },
+    });
+    const full = validateEvent(
+      {
+        id: "evt_1",
+        name: "a:b-c_d.e",
+        ts: "2026-11-22T09:59:00.123Z",
+        value: -1.5,
+        user: "u_1",
+        dims: { country: "DE" },
+      },
+      NOW,
+    );
+    expect(full).toEqual({
+      ok: true,
+      name: "a:b-c_d.e",
+      event: { id: "evt_1", ts: NOW - 59_877, value: -1.5, user: "u_1", dims: { country: "DE" } },
+    });
+  });
+
+  it.each([
+    [null, "not_an_object"],
+    [[{ name: "a" }], "not_an_object"],
+    ["name", "not_an_object"],
+    [{}, "invalid_name"],
+    [{ name: "" }, "invalid_name"],
+    [{ name: "has space" }, "invalid_name"],
+    [{ name: "x".repeat(129) }, "invalid_name"],
+    [{ name: 5 }, "invalid_name"],
+    [{ name: "a", valeu: 1 }, "unknown_field"],
+    [{ name: "a", __proto__x: 1 }, "unknown_field"],
+    [{ name: "a", id: "" }, "invalid_id"],
+    [{ name: "a", id: 7 }, "invalid_id"],
+    [{ name: "a", id: "x".repeat(129) }, "invalid_id"],
+    [{ name: "a", ts: 1732240000 }, "invalid_timestamp"],
+    [{ name: "a", ts: "yesterday" }, "invalid_timestamp"],
+    [{ name: "a", ts: "2026-11-22 10:00:00" }, "invalid_timestamp"],
+    [{ name: "a", ts: "2026-11-22T10:00:00" }, "invalid_timestamp"],
+    [{ name: "a", ts: true }, "invalid_timestamp"],
+    [{ name: "a", value: "12" }, "invalid_value"],
+    [{ name: "a", value: null }, "invalid_value"],
+    [{ name: "a", user: "" }, "invalid_user"],
+    [{ name: "a", user: 12 }, "invalid_user"],
+    [{ name: "a", dims: [] }, "invalid_dims"],
+    [{ name: "a", dims: { n: 1 } }, "invalid_dims"],
+    [{ name: "a", dims: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"])) }, "invalid_dims"],
+  ])("rejects %j with %s", (raw, code) => {
+    const v = validateEvent(raw, NOW);
+    expect(v.ok).toBe(false);
+    if (!v.ok) {
+      expect(v.code).toBe(code);
+      expect(v.message.length).toBeGreaterThan(10);
+    }
+  });
+
+  it("keeps the stream name on a rejection once the name is valid, so the stream can count it", () => {
+    const v = validateEvent({ name: "pay", value: "x" }, NOW);
+    expect(v).toMatchObject({ ok: false, name: "pay", code: "invalid_value" });
+  });
+
+  it("does not let __proto__ in dims reach the prototype", () => {
+    const raw = JSON.parse('{"name":"a","dims":{"__proto__":{"polluted":"yes"}}}');
+    const v = validateEvent(raw, NOW);
+    expect(v.ok).toBe(false);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe("timestamps and admission", () => {
+  it("parses epoch ms and zoned ISO strings only", () => {
+    expect(parseTimestamp(NOW)).toBe(NOW);
+    expect(parseTimestamp(NOW + 0.7)).toBe(NOW);
+    expect(parseTimestamp("2026-11-22T11:00:00+01:00")).toBe(NOW);
+    expect(parseTimestamp("2026-11-22T10:00Z")).toBe(NOW);
+    expect(parseTimestamp(Number.NaN)).toBeUndefined();
+    expect(parseTimestamp(Number.POSITIVE_INFINITY)).toBeUndefined();
+  });
+
+  it("admits within lateness and future skew, and names the breach otherwise", () => {
+    expect(admitTime(NOW - 3_600_000, NOW, DEFAULT_CONFIG)).toBeUndefined();
+    expect(admitTime(NOW - 3_600_001, NOW, DEFAULT_CONFIG)).toBe("too_late");
+    expect(admitTime(NOW + 300_000, NOW, DEFAULT_CONFIG)).toBeUndefined();
+    expect(admitTime(NOW + 300_001, NOW, DEFAULT_CONFIG)).toBe("too_far_in_future");
+  });
+
+  it("reads config overrides from env vars and ignores nonsense", () => {
+    const c = loadConfig({ MAX_EVENTS_PER_BATCH: "50", MAX_BODY_BYTES: "-1", ALLOWED_LATENESS_MS: "9999999999" });
+    expect(c.MAX_EVENTS_PER_BATCH).toBe(50);
+    expect(c.MAX_BODY_BYTES).toBe(DEFAULT_CONFIG.MAX_BODY_BYTES);
+    expect(c.ALLOWED_LATENESS_MS).toBe(DEFAULT_CONFIG.ALLOWED_LATENESS_MS);
+  });
+});
+
+describe("bodies", () => {
+  it("maps content types", () => {
+    expect(bodyFormat("application/json; charset=utf-8")).toBe("json");
+    expect(bodyFormat("application/x-ndjson")).toBe("ndjson");
+    expect(bodyFormat("text/plain;charset=UTF-8")).toBe("text");
+    expect(bodyFormat("application/x-www-form-urlencoded")).toBeUndefined();
+    expect(bodyFormat(null)).toBeUndefined();
+  });
+
+  it("decodes objects, arrays, NDJSON with a bad line, and text as either", () => {
+    expect(decodeBody('{"name":"a"}', "json")).toEqual({ ok: true, items: [{ ok: true, value: { name: "a" } }] });
+    expect(decodeBody('[{"name":"a"},2]', "json")).toEqual({
+      ok: true,
+      items: [
+        { ok: true, value: { name: "a" } },
+        { ok: true, value: 2 },
+      ],
+    });
+    expect(decodeBody('{"name":"a"}\n\n{oops\n{"name":"b"}\n', "ndjson")).toEqual({
+      ok: true,
+      items: [{ ok: true, value: { name: "a" } }, { ok: false }, { ok: true, value: { name: "b" } }],
+    });
+    expect(decodeBody('{"name":"a"}\n{"name":"b"}', "text")).toMatchObject({ ok: true, items: [{}, {}] });
+    expect(decodeBody("[1,", "json")).toMatchObject({ ok: false });
+    expect(decodeBody("42", "json")).toMatchObject({ ok: false });
+  });
+});

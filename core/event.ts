@@ -1,0 +1,188 @@
+import type { Config } from "./config";
+import { EVENT_ERRORS, type EventErrorCode } from "./errors";
+
+/** The event schema (DESIGN.md §3), declared once. */
+export const EVENT_SCHEMA = {
+  id: { required: false, description: "Client-chosen id; duplicates within the dedup horizon are counted once." },
+  name: { required: true, description: "Stream name: [A-Za-z0-9_.:-]{1,128}." },
+  ts: { required: false, description: "Event time: epoch ms or ISO-8601 with zone. Default: receive time." },
+  value: { required: false, description: "A finite number (latency, amount...)." },
+  user: { required: false, description: "User id; feeds distinct-user counts." },
+  dims: { required: false, description: "Up to 16 string-to-string dimensions." },
+} as const;
+
+export const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const MAX_ID_LENGTH = 128;
+export const MAX_USER_LENGTH = 256;
+export const MAX_DIMS = 16;
+export const MAX_DIM_KEY_LENGTH = 64;
+export const MAX_DIM_VALUE_LENGTH = 256;
+/** Epoch ms before 2001-09-09 are refused: they are almost always seconds sent by mistake. */
+const MIN_EPOCH_MS = 1_000_000_000_000;
+const ISO_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
+
+/** A validated event, as routed to its actor. */
+export interface StreamEvent {
+  id?: string;
+  ts: number;
+  value?: number;
+  user?: string;
+  dims?: Record<string, string>;
+}
+
+export interface NamedEvent {
+  name: string;
+  event: StreamEvent;
+}
+
+export type Validation =
+  | { ok: true; name: string; event: StreamEvent }
+  | { ok: false; name?: string; code: EventErrorCode; message: string };
+
+const fail = (code: EventErrorCode, detail?: string, name?: string): Validation => ({
+  ok: false,
+  name,
+  code,
+  message: detail ? `${EVENT_ERRORS[code]} ${detail}` : EVENT_ERRORS[code],
+});
+
+export function isStreamName(s: unknown): s is string {
+  return typeof s === "string" && NAME_PATTERN.test(s);
+}
+
+export function parseTimestamp(raw: unknown): number | undefined {
+  if (typeof raw === "number") {
+    return Number.isFinite(raw) && raw >= MIN_EPOCH_MS && raw < 1e14 ? Math.floor(raw) : undefined;
+  }
+  if (typeof raw === "string" && ISO_PATTERN.test(raw)) {
+    const t = Date.parse(raw);
+    return Number.isFinite(t) && t >= MIN_EPOCH_MS ? t : undefined;
+  }
+  return undefined;
+}
+
+const describe = (v: unknown): string => {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 40 ? `${s.slice(0, 40)}…` : s;
+};
+
+/** Validates one decoded event. `now` is the receive time, used when ts is absent. */
+export function validateEvent(raw: unknown, now: number): Validation {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return fail("not_an_object");
+  const obj = raw as Record<string, unknown>;
+  const name = obj.name;
+  if (!isStreamName(name))
+    return fail("invalid_name", name === undefined ? "It is missing." : `Got ${describe(name)}.`);
+  for (const key of Object.keys(obj)) {
+    if (!Object.hasOwn(EVENT_SCHEMA, key)) {
+      return fail("unknown_field", `'${key.slice(0, 64)}' is not one of id, name, ts, value, user, dims.`, name);
+    }
+  }
+  const event: StreamEvent = { ts: now };
+  if (obj.id !== undefined) {
+    if (typeof obj.id !== "string" || obj.id.length === 0 || obj.id.length > MAX_ID_LENGTH) {
+      return fail("invalid_id", undefined, name);
+    }
+    event.id = obj.id;
+  }
+  if (obj.ts !== undefined) {
+    const ts = parseTimestamp(obj.ts);
+    if (ts === undefined) return fail("invalid_timestamp", `Got ${describe(obj.ts)}.`, name);
+    event.ts = ts;
+  }
+  if (obj.value !== undefined) {
+    if (typeof obj.value !== "number" || !Number.isFinite(obj.value)) {
+      return fail("invalid_value", `Got ${describe(obj.value)}.`, name);
+    }
+    event.value = obj.value;
+  }
+  if (obj.user !== undefined) {
+    if (typeof obj.user !== "string" || obj.user.length === 0 || obj.user.length > MAX_USER_LENGTH) {
+      return fail("invalid_user", undefined, name);
+    }
+    event.user = obj.user;
+  }
+  if (obj.dims !== undefined) {
+    const dims = obj.dims;
+    if (dims === null || typeof dims !== "object" || Array.isArray(dims)) return fail("invalid_dims", undefined, name);
+    const entries = Object.entries(dims);
+    if (entries.length > MAX_DIMS) return fail("invalid_dims", `Got ${entries.length} keys.`, name);
+    const out: Record<string, string> = Object.create(null);
+    for (const [k, v] of entries) {
+      if (k.length === 0 || k.length > MAX_DIM_KEY_LENGTH || typeof v !== "string" || v.length > MAX_DIM_VALUE_LENGTH) {
+        return fail(
+          "invalid_dims",
+          `Key '${k.slice(0, 64)}' must be 1-64 chars with a string value of ≤256 chars.`,
+          name,
+        );
+      }
+      out[k] = v;
+    }
+    event.dims = { ...out };
+  }
+  return { ok: true, name, event };
+}
+
+/** Event-time admission, applied by the actor against its own clock. */
+export function admitTime(ts: number, now: number, config: Config): EventErrorCode | undefined {
+  if (ts < now - config.ALLOWED_LATENESS_MS) return "too_late";
+  if (ts > now + config.MAX_FUTURE_SKEW_MS) return "too_far_in_future";
+  return undefined;
+}
+
+export type BodyFormat = "json" | "ndjson" | "text";
+
+/** Maps a Content-Type header to a body format, or undefined when unsupported. */
+export function bodyFormat(contentType: string | null): BodyFormat | undefined {
+  const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
+  switch (type) {
+    case "application/json":
+      return "json";
+    case "application/x-ndjson":
+    case "application/ndjson":
+    case "application/jsonl":
+    case "application/x-jsonlines":
+      return "ndjson";
+    case "text/plain":
+      return "text";
+    default:
+      return undefined;
+  }
+}
+
+export type DecodedBody =
+  | { ok: true; items: Array<{ ok: true; value: unknown } | { ok: false }> }
+  | { ok: false; message: string };
+
+function parseNdjson(text: string): DecodedBody {
+  const items: Array<{ ok: true; value: unknown } | { ok: false }> = [];
+  for (const line of text.split("\n")) {
+    const trimmed = line.trim();
+    if (trimmed === "") continue;
+    try {
+      items.push({ ok: true, value: JSON.parse(trimmed) });
+    } catch {
+      items.push({ ok: false });
+    }
+  }
+  return { ok: true, items };
+}
+
+/**
+ * Decodes a body into raw events. A JSON body is an object or an array; NDJSON
+ * is one event per line (a bad line rejects only that event); text/plain is
+ * JSON if it parses as one document, NDJSON otherwise.
+ */
+export function decodeBody(text: string, format: BodyFormat): DecodedBody {
+  if (format === "ndjson") return parseNdjson(text);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    if (format === "text") return parseNdjson(text);
+    return { ok: false, message: `Invalid JSON: ${(err as Error).message}` };
+  }
+  if (Array.isArray(doc)) return { ok: true, items: doc.map((value) => ({ ok: true, value })) };
+  if (doc !== null && typeof doc === "object") return { ok: true, items: [{ ok: true, value: doc }] };
+  return { ok: false, message: "The body must be a JSON object, an array of objects, or NDJSON." };
+}

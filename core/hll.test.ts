@@ -1,0 +1,88 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { addUser, estimate, hashUser, murmur3, REGISTERS, SlidingHll } from "./hll";
+
+describe("murmur3", () => {
+  it("matches the reference vectors", () => {
+    const enc = new TextEncoder();
+    expect(murmur3(enc.encode(""), 0)).toBe(0);
+    expect(murmur3(enc.encode(""), 1)).toBe(0x514e28b7);
+    expect(murmur3(enc.encode("a"), 0x9747b28c)).toBe(0x7fa09ea6);
+    expect(murmur3(enc.encode("abc"), 0)).toBe(0xb3dd93fa);
+    expect(murmur3(enc.encode("Hello, world!"), 0x9747b28c)).toBe(0x24884cba);
+    expect(murmur3(enc.encode("The quick brown fox jumps over the lazy dog"), 0x9747b28c)).toBe(0x2fa826cd);
+  });
+});
+
+describe("HyperLogLog distinct counts", () => {
+  it.each([1, 10, 100, 1000, 10_000, 50_000, 200_000, 1_000_000])(
+    "estimates %i distinct users within two percent",
+    (n) => {
+      const regs = new Uint8Array(REGISTERS);
+      for (let i = 0; i < n; i++) addUser(regs, `user-${i}`);
+      const est = estimate(regs);
+      expect(Math.abs(est - n) / n).toBeLessThanOrEqual(0.02);
+    },
+  );
+
+  it("ignores repeats", () => {
+    const regs = new Uint8Array(REGISTERS);
+    for (let rep = 0; rep < 5; rep++) for (let i = 0; i < 1000; i++) addUser(regs, `u${i}`);
+    expect(Math.abs(estimate(regs) - 1000)).toBeLessThanOrEqual(20);
+  });
+});
+
+describe("SlidingHll", () => {
+  it("gives, for every window start, exactly the registers of a plain HLL over the events in that window (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 400 })), { maxLength: 400 }),
+        fc.integer({ min: 0, max: 201 }),
+        (events, start) => {
+          const s = new SlidingHll();
+          const plain = new Uint8Array(REGISTERS);
+          for (const [sec, user] of events) {
+            const { reg, rank } = hashUser(`u${user}`);
+            s.insert(reg, sec, rank);
+            if (sec >= start && plain[reg] < rank) plain[reg] = rank;
+          }
+          const got = s.registersSince(start);
+          return got.every((v, i) => v === plain[i]);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("keeps lists short and ordered: seconds ascending, ranks strictly descending", () => {
+    const s = new SlidingHll();
+    for (let i = 0; i < 200_000; i++) {
+      const { reg, rank } = hashUser(`v${i}`);
+      s.insert(reg, Math.floor(Math.random() * 3600), rank);
+    }
+    let longest = 0;
+    for (const list of s.lists) {
+      if (!list) continue;
+      longest = Math.max(longest, list.length / 2);
+      for (let i = 2; i < list.length; i += 2) {
+        expect(list[i]).toBeGreaterThan(list[i - 2]);
+        expect(list[i + 1]).toBeLessThan(list[i - 1]);
+      }
+    }
+    expect(longest).toBeLessThanOrEqual(33);
+  });
+
+  it("expires old pairs and round-trips registers through bytes", () => {
+    const s = new SlidingHll();
+    s.insert(5, 10, 3);
+    s.insert(5, 20, 2);
+    s.insert(9, 5, 1);
+    expect(s.expire(15).sort()).toEqual([5, 9]);
+    expect(s.lists[5]).toEqual([20, 2]);
+    expect(s.lists[9]).toBeUndefined();
+    const copy = new SlidingHll();
+    copy.loadRegister(5, s.encodeRegister(5) as Uint8Array);
+    expect(copy.lists[5]).toEqual([20, 2]);
+    expect(s.encodeRegister(9)).toBeNull();
+  });
+});

@@ -1,0 +1,53 @@
+/**
+ * API keys: random, shown once, stored only as SHA-256 hashes. Keys carry
+ * 256 bits of entropy, so a fast hash is the right tool (no password KDF).
+ * Uses WebCrypto, present in workerd, Node, Deno and browsers.
+ */
+export const SCOPES = ["ingest", "read", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export function isScope(s: unknown): s is Scope {
+  return typeof s === "string" && (SCOPES as readonly string[]).includes(s);
+}
+
+/** What a scope may do: an admin key may also read and ingest for its tenant. */
+export function scopeAllows(have: Scope, need: Scope): boolean {
+  return have === need || have === "admin";
+}
+
+const base64url = (bytes: Uint8Array): string =>
+  btoa(String.fromCharCode(...bytes))
+    .replaceAll("+", "-")
+    .replaceAll("/", "_")
+    .replace(/=+$/, "");
+
+export function randomToken(bytes = 32): string {
+  return base64url(crypto.getRandomValues(new Uint8Array(bytes)));
+}
+
+/** A new key: `ep_<scope>_<43 random chars>`. The scope in the text is for humans; the registry is the authority. */
+export function newKey(scope: Scope): string {
+  return `ep_${scope}_${randomToken(32)}`;
+}
+
+/** A short, non-secret prefix to recognise a key in listings. */
+export function keyPrefix(key: string): string {
+  return key.slice(0, key.lastIndexOf("_") + 7);
+}
+
+export async function hashKey(key: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Constant-time comparison of two secrets, via their hashes (equal length). */
+export async function secretsEqual(a: string, b: string): Promise<boolean> {
+  const [ha, hb] = await Promise.all([hashKey(a), hashKey(b)]);
+  let diff = 0;
+  for (let i = 0; i < ha.length; i++) diff |= ha.charCodeAt(i) ^ hb.charCodeAt(i);
+  return diff === 0;
+}
+
+export function newId(prefix: string): string {
+  return `${prefix}_${randomToken(12)}`;
+}

@@ -1,0 +1,62 @@
+/** Shapes exchanged between the Worker and its actors (typed RPC), and returned by the API. */
+import type { EventErrorCode } from "./errors";
+import type { StreamEvent } from "./event";
+import type { Scope } from "./keys";
+import type { Aggregates, WindowName } from "./window";
+
+export interface IngestRequest {
+  tenant: string;
+  stream: string;
+  events: StreamEvent[];
+  /** Events of this stream that the collector already rejected, by code, so the stream counts them. */
+  invalid?: Partial<Record<EventErrorCode, number>>;
+}
+
+export interface IngestResult {
+  accepted: number;
+  duplicates: number;
+  /** Indices into IngestRequest.events. */
+  rejected: Array<{ i: number; code: EventErrorCode }>;
+}
+
+export interface StreamCounters {
+  accepted: number;
+  duplicates: number;
+  late: number;
+  future: number;
+  /** Every rejection of an event that named this stream, by code. */
+  rejected: Partial<Record<EventErrorCode, number>>;
+}
+
+export interface StreamSnapshot {
+  stream: string;
+  now: string;
+  windows: Partial<Record<WindowName, Aggregates>>;
+  counters: StreamCounters;
+  first_event_at: string | null;
+  last_event_at: string | null;
+}
+
+export interface KeyInfo {
+  id: string;
+  tenant_id: string;
+  scope: Scope;
+  name: string;
+  prefix: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface Tenant {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+/** What a verified key grants. */
+export interface KeyGrant {
+  keyId: string;
+  tenantId: string;
+  scope: Scope;
+  revoked: boolean;
+}

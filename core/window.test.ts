@@ -1,0 +1,136 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { hashUser } from "./hll";
+import { StreamWindows, secondOf, WINDOW_NAMES, WINDOWS, type WindowEvent } from "./window";
+
+const NOW = Date.UTC(2026, 10, 22, 10, 0, 0, 500);
+
+/** Brute force: the window's events, then the aggregates computed directly. */
+function oracle(events: WindowEvent[], seconds: number, nowMs: number) {
+  const start = secondOf(nowMs) - seconds + 1;
+  const inWindow = events.filter((e) => secondOf(e.ts) >= start);
+  const values = inWindow.flatMap((e) => (e.value === undefined ? [] : [e.value])).sort((a, b) => a - b);
+  const users = new Set(inWindow.flatMap((e) => (e.user === undefined ? [] : [e.user])));
+  const q = (p: number) => (values.length ? values[Math.floor(p * (values.length - 1))] : null);
+  return {
+    count: inWindow.length,
+    sum: values.reduce((a, b) => a + b, 0),
+    min: values.length ? values[0] : null,
+    max: values.length ? values[values.length - 1] : null,
+    p50: q(0.5),
+    p90: q(0.9),
+    p95: q(0.95),
+    p99: q(0.99),
+    distinct: users.size,
+  };
+}
+
+const within = (got: number | null, want: number | null, rel: number) =>
+  got === null || want === null ? got === want : Math.abs(got - want) <= rel * Math.abs(want) + 1e-9;
+
+const eventArb = fc.record(
+  {
+    ts: fc.integer({ min: NOW - 3_600_000, max: NOW + 300_000 }),
+    value: fc.oneof(fc.integer({ min: -1000, max: 100_000 }), fc.double({ min: 0.001, max: 1e6, noNaN: true })),
+    user: fc.integer({ min: 0, max: 300 }).map((u) => `user-${u}`),
+  },
+  { requiredKeys: ["ts"] },
+);
+
+describe("StreamWindows against a brute-force oracle", () => {
+  it("matches every window's aggregates for random, out-of-order, late and early events (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(eventArb, { maxLength: 400 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 0, max: 120_000 }),
+        (events, batches, advance) => {
+          const w = new StreamWindows();
+          const size = Math.ceil(events.length / batches) || 1;
+          for (let i = 0; i < events.length; i += size) w.apply(events.slice(i, i + size));
+          const now = NOW + advance;
+          for (const name of WINDOW_NAMES) {
+            const got = w.aggregates(name, now);
+            const want = oracle(events, WINDOWS[name], now);
+            expect(got.count).toBe(want.count);
+            expect(got.sum).toBeCloseTo(want.sum, 4);
+            expect(got.min).toBe(want.min);
+            expect(got.max).toBe(want.max);
+            expect(got.rate).toBeCloseTo(want.count / WINDOWS[name], 10);
+            for (const p of ["p50", "p90", "p95", "p99"] as const) {
+              expect(within(got[p], want[p], 0.01), `${name} ${p}: ${got[p]} vs ${want[p]}`).toBe(true);
+            }
+            expect(Math.abs(got.distinct_users - want.distinct)).toBeLessThanOrEqual(Math.max(1, 0.02 * want.distinct));
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it("reports distinct users within 2% and p95 within 1% at scale", () => {
+    const w = new StreamWindows();
+    const events: WindowEvent[] = [];
+    for (let i = 0; i < 120_000; i++) {
+      events.push({ ts: NOW - (i % 3000) * 1000, value: 5 + ((i * 7919) % 10_000) / 10, user: `u${i % 50_000}` });
+    }
+    for (let i = 0; i < events.length; i += 1000) w.apply(events.slice(i, i + 1000));
+    for (const name of WINDOW_NAMES) {
+      const got = w.aggregates(name, NOW);
+      const want = oracle(events, WINDOWS[name], NOW);
+      expect(got.count).toBe(want.count);
+      expect(Math.abs(got.distinct_users - want.distinct) / want.distinct).toBeLessThanOrEqual(0.02);
+      expect(within(got.p95, want.p95, 0.01)).toBe(true);
+    }
+  });
+
+  it("leaves value aggregates null when no event carries a value", () => {
+    const w = new StreamWindows();
+    w.apply([{ ts: NOW }, { ts: NOW - 1000, user: "a" }]);
+    const a = w.aggregates("1m", NOW);
+    expect(a).toMatchObject({
+      count: 2,
+      value_count: 0,
+      sum: 0,
+      min: null,
+      max: null,
+      mean: null,
+      p95: null,
+      distinct_users: 1,
+    });
+  });
+
+  it("slides: events leave each window exactly when they fall out of it", () => {
+    const w = new StreamWindows();
+    w.apply([{ ts: NOW, value: 1, user: "a" }]);
+    expect(w.aggregates("1m", NOW + 59_000).count).toBe(1);
+    expect(w.aggregates("1m", NOW + 60_000).count).toBe(0);
+    expect(w.aggregates("1m", NOW + 60_000).distinct_users).toBe(0);
+    expect(w.aggregates("5m", NOW + 60_000).count).toBe(1);
+  });
+
+  it("expires buckets and registers older than the longest window, and reports what to delete", () => {
+    const w = new StreamWindows();
+    w.apply([
+      { ts: NOW - 3_500_000, value: 1, user: "old" },
+      { ts: NOW, value: 2, user: "new" },
+    ]);
+    const later = NOW + 200_000;
+    const before = w.aggregates("1h", later);
+    const gone = w.expire(later);
+    expect(gone.seconds).toEqual([secondOf(NOW - 3_500_000)]);
+    expect(gone.registers).toEqual([hashUser("old").reg]);
+    expect(w.aggregates("1h", later)).toEqual(before);
+    expect(w.buckets.size).toBe(1);
+  });
+
+  it("reports which seconds and registers a batch changed", () => {
+    const w = new StreamWindows();
+    const r1 = w.apply([{ ts: NOW, user: "a" }, { ts: NOW + 1000 }]);
+    expect([...r1.seconds].sort()).toEqual([secondOf(NOW), secondOf(NOW) + 1]);
+    expect([...r1.registers]).toEqual([hashUser("a").reg]);
+    const r2 = w.apply([{ ts: NOW - 5000, user: "a" }]);
+    // An earlier sighting of the same user is dominated: the register does not change.
+    expect([...r2.registers]).toEqual([]);
+  });
+});

@@ -1,0 +1,208 @@
+/**
+ * Sliding-window state of one stream: a ring of per-second event-time
+ * buckets covering the longest window, with minute summaries cached for
+ * fast reads, and a sliding HyperLogLog for distinct users.
+ *
+ * Window semantics (what the oracle tests check): the window W at time now
+ * holds every admitted event whose event-time second is ≥ floor(now/1000) - W + 1.
+ * Events stamped a little ahead of the clock (admitted up to the future skew)
+ * therefore count in the current windows at once.
+ */
+import { addSketch, addValue, type Bins, EMPTY_SKETCH, freeze, quantile, type Sketch } from "./ddsketch";
+import { hashUser, SlidingHll } from "./hll";
+
+export const WINDOWS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600 } as const;
+export type WindowName = keyof typeof WINDOWS;
+export const WINDOW_NAMES = Object.keys(WINDOWS) as WindowName[];
+export const LONGEST_WINDOW_SECONDS = 3600;
+export const QUANTILES = { p50: 0.5, p90: 0.9, p95: 0.95, p99: 0.99 } as const;
+
+export function isWindowName(s: unknown): s is WindowName {
+  return typeof s === "string" && Object.hasOwn(WINDOWS, s);
+}
+
+export interface Bucket {
+  count: number;
+  valueCount: number;
+  sum: number;
+  min: number;
+  max: number;
+  sketch: Sketch;
+}
+
+export interface Aggregates {
+  window: WindowName;
+  seconds: number;
+  count: number;
+  rate: number;
+  /** Aggregates over events that carry a value; null when none did. */
+  value_count: number;
+  sum: number;
+  min: number | null;
+  max: number | null;
+  mean: number | null;
+  p50: number | null;
+  p90: number | null;
+  p95: number | null;
+  p99: number | null;
+  distinct_users: number;
+}
+
+export interface WindowEvent {
+  ts: number;
+  value?: number;
+  user?: string;
+}
+
+export interface ApplyResult {
+  /** Seconds whose bucket changed (persist these rows). */
+  seconds: Set<number>;
+  /** HLL registers whose list changed (persist these rows). */
+  registers: Set<number>;
+}
+
+const emptyBucket = (): Bucket => ({
+  count: 0,
+  valueCount: 0,
+  sum: 0,
+  min: Number.POSITIVE_INFINITY,
+  max: Number.NEGATIVE_INFINITY,
+  sketch: EMPTY_SKETCH,
+});
+
+function mergeInto(acc: Bucket, b: Bucket, bins: Bins): void {
+  acc.count += b.count;
+  acc.valueCount += b.valueCount;
+  acc.sum += b.sum;
+  if (b.min < acc.min) acc.min = b.min;
+  if (b.max > acc.max) acc.max = b.max;
+  addSketch(bins, b.sketch);
+}
+
+export const secondOf = (ms: number): number => Math.floor(ms / 1000);
+
+export class StreamWindows {
+  readonly buckets = new Map<number, Bucket>();
+  readonly hll = new SlidingHll();
+  readonly #minutes = new Map<number, Bucket>();
+
+  /** Applies admitted events. The caller has already checked lateness and dedup. */
+  apply(events: Iterable<WindowEvent>): ApplyResult {
+    const seconds = new Set<number>();
+    const registers = new Set<number>();
+    const pending = new Map<number, Bins>();
+    for (const e of events) {
+      const sec = secondOf(e.ts);
+      let b = this.buckets.get(sec);
+      if (b === undefined) {
+        b = emptyBucket();
+        this.buckets.set(sec, b);
+      }
+      b.count++;
+      if (e.value !== undefined) {
+        b.valueCount++;
+        b.sum += e.value;
+        if (e.value < b.min) b.min = e.value;
+        if (e.value > b.max) b.max = e.value;
+        let bins = pending.get(sec);
+        if (bins === undefined) {
+          bins = new Map();
+          pending.set(sec, bins);
+        }
+        addValue(bins, e.value);
+      }
+      if (e.user !== undefined) {
+        const { reg, rank } = hashUser(e.user);
+        if (this.hll.insert(reg, sec, rank)) registers.add(reg);
+      }
+      seconds.add(sec);
+    }
+    for (const [sec, bins] of pending) {
+      const b = this.buckets.get(sec) as Bucket;
+      addSketch(bins, b.sketch);
+      b.sketch = freeze(bins);
+    }
+    for (const sec of seconds) this.#minutes.delete(Math.floor(sec / 60));
+    return { seconds, registers };
+  }
+
+  /** Sets a bucket loaded from storage. */
+  load(sec: number, bucket: Bucket): void {
+    this.buckets.set(sec, bucket);
+    this.#minutes.delete(Math.floor(sec / 60));
+  }
+
+  #minute(m: number): Bucket {
+    const cached = this.#minutes.get(m);
+    if (cached) return cached;
+    const acc = emptyBucket();
+    const bins: Bins = new Map();
+    for (let s = m * 60; s < m * 60 + 60; s++) {
+      const b = this.buckets.get(s);
+      if (b) mergeInto(acc, b, bins);
+    }
+    acc.sketch = freeze(bins);
+    this.#minutes.set(m, acc);
+    return acc;
+  }
+
+  #lastSecond(): number {
+    let last = Number.NEGATIVE_INFINITY;
+    for (const s of this.buckets.keys()) if (s > last) last = s;
+    return last;
+  }
+
+  aggregates(window: WindowName, nowMs: number): Aggregates {
+    const seconds = WINDOWS[window];
+    const start = secondOf(nowMs) - seconds + 1;
+    const acc = emptyBucket();
+    const bins: Bins = new Map();
+    const firstFullMinute = Math.ceil(start / 60);
+    for (let s = start; s < firstFullMinute * 60; s++) {
+      const b = this.buckets.get(s);
+      if (b) mergeInto(acc, b, bins);
+    }
+    const last = this.#lastSecond();
+    for (let m = firstFullMinute; m * 60 <= last; m++) mergeInto(acc, this.#minute(m), bins);
+    const sketch = freeze(bins);
+    const hasValues = acc.valueCount > 0;
+    const q = (p: number): number | null => {
+      if (!hasValues) return null;
+      const v = quantile(sketch, p, acc.valueCount) as number;
+      return Math.min(acc.max, Math.max(acc.min, v));
+    };
+    return {
+      window,
+      seconds,
+      count: acc.count,
+      rate: acc.count / seconds,
+      value_count: acc.valueCount,
+      sum: acc.sum,
+      min: hasValues ? acc.min : null,
+      max: hasValues ? acc.max : null,
+      mean: hasValues ? acc.sum / acc.valueCount : null,
+      p50: q(0.5),
+      p90: q(0.9),
+      p95: q(0.95),
+      p99: q(0.99),
+      distinct_users: this.hll.distinctSince(start),
+    };
+  }
+
+  /**
+   * Forgets everything older than the longest window. Returns the seconds
+   * and registers whose stored rows must be deleted or rewritten.
+   */
+  expire(nowMs: number): { seconds: number[]; registers: number[] } {
+    const cutoff = secondOf(nowMs) - LONGEST_WINDOW_SECONDS;
+    const seconds: number[] = [];
+    for (const s of this.buckets.keys()) {
+      if (s < cutoff) {
+        seconds.push(s);
+        this.buckets.delete(s);
+        this.#minutes.delete(Math.floor(s / 60));
+      }
+    }
+    return { seconds, registers: this.hll.expire(cutoff) };
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * MetricActor: one per (tenant, stream). Owns the stream's sliding windows,
+ * its dedup memory and its counters. Every ingest is written to the actor's
+ * SQLite storage in one transaction before the RPC returns (the output gate
+ * holds the reply until the write is durable), so eviction, restart and
+ * redeploy lose nothing: memory is a cache rebuilt from storage on start.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { type Config, loadConfig } from "../core/config";
+import { decode as decodeSketch, encode as encodeSketch } from "../core/ddsketch";
+import type { EventErrorCode } from "../core/errors";
+import { admitTime } from "../core/event";
+import type { IngestRequest, IngestResult, StreamCounters, StreamSnapshot } from "../core/protocol";
+import { StreamWindows, WINDOW_NAMES, type WindowEvent, type WindowName } from "../core/window";
+
+/** Expiry runs at least this often while the actor holds data. */
+const HOUSEKEEPING_MS = 60_000;
+
+interface Meta {
+  tenant: string;
+  stream: string;
+  counters: StreamCounters;
+  registered: boolean;
+  firstEventAt: number | null;
+  lastEventAt: number | null;
+}
+
+const SCHEMA = [
+  "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+  `CREATE TABLE IF NOT EXISTS buckets (
+     sec INTEGER PRIMARY KEY, count INTEGER NOT NULL, value_count INTEGER NOT NULL,
+     sum REAL NOT NULL, min REAL, max REAL, sketch BLOB NOT NULL)`,
+  "CREATE TABLE IF NOT EXISTS hll (reg INTEGER PRIMARY KEY, pairs BLOB NOT NULL)",
+  "CREATE TABLE IF NOT EXISTS dedup (id TEXT PRIMARY KEY, seen INTEGER NOT NULL) WITHOUT ROWID",
+  "CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen)",
+];
+
+export class MetricActor extends DurableObject<Env> {
+  readonly #config: Config;
+  readonly #sql: SqlStorage;
+  #windows = new StreamWindows();
+  #meta: Meta | null = null;
+  #dedupCount = 0;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#config = loadConfig(env as unknown as Record<string, unknown>);
+    this.#sql = ctx.storage.sql;
+    ctx.blockConcurrencyWhile(async () => this.#load());
+  }
+
+  #load(): void {
+    for (const stmt of SCHEMA) this.#sql.exec(stmt);
+    const windows = new StreamWindows();
+    const metaRow = this.#sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'meta'").toArray()[0];
+    this.#meta = metaRow ? (JSON.parse(metaRow.v) as Meta) : null;
+    for (const row of this.#sql.exec<{
+      sec: number;
+      count: number;
+      value_count: number;
+      sum: number;
+      min: number | null;
+      max: number | null;
+      sketch: ArrayBuffer;
+    }>("SELECT sec, count, value_count, sum, min, max, sketch FROM buckets")) {
+      windows.load(row.sec, {
+        count: row.count,
+        valueCount: row.value_count,
+        sum: row.sum,
+        min: row.min ?? Number.POSITIVE_INFINITY,
+        max: row.max ?? Number.NEGATIVE_INFINITY,
+        sketch: decodeSketch(row.sketch),
+      });
+    }
+    for (const row of this.#sql.exec<{ reg: number; pairs: ArrayBuffer }>("SELECT reg, pairs FROM hll")) {
+      windows.hll.loadRegister(row.reg, row.pairs);
+    }
+    this.#dedupCount = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM dedup").one().n;
+    this.#windows = windows;
+  }
+
+  /** Applies a batch of one stream's events; returns once they are durable. */
+  async ingest(req: IngestRequest): Promise<IngestResult> {
+    const now = Date.now();
+    const meta = this.#meta ?? {
+      tenant: req.tenant,
+      stream: req.stream,
+      counters: { accepted: 0, duplicates: 0, late: 0, future: 0, rejected: {} },
+      registered: false,
+      firstEventAt: null,
+      lastEventAt: null,
+    };
+    const counters = structuredClone(meta.counters);
+    const rejected: IngestResult["rejected"] = [];
+    const admitted: WindowEvent[] = [];
+    const newIds: string[] = [];
+    const seenInBatch = new Set<string>();
+    let duplicates = 0;
+    const horizon = now - this.#config.DEDUP_HORIZON_MS;
+    const countRejection = (code: EventErrorCode, n = 1) => {
+      counters.rejected[code] = (counters.rejected[code] ?? 0) + n;
+    };
+    for (const [code, n] of Object.entries(req.invalid ?? {})) countRejection(code as EventErrorCode, n ?? 0);
+
+    req.events.forEach((e, i) => {
+      if (e.id !== undefined) {
+        const seen =
+          seenInBatch.has(e.id) ||
+          this.#sql.exec("SELECT 1 FROM dedup WHERE id = ? AND seen >= ?", e.id, horizon).toArray().length > 0;
+        if (seen) {
+          duplicates++;
+          return;
+        }
+      }
+      const code = admitTime(e.ts, now, this.#config);
+      if (code) {
+        rejected.push({ i, code });
+        countRejection(code);
+        if (code === "too_late") counters.late++;
+        else counters.future++;
+        return;
+      }
+      if (e.id !== undefined) {
+        seenInBatch.add(e.id);
+        newIds.push(e.id);
+      }
+      admitted.push(e);
+    });
+    counters.accepted += admitted.length;
+    counters.duplicates += duplicates;
+
+    const changed = this.#windows.apply(admitted);
+    const next: Meta = {
+      ...meta,
+      counters,
+      firstEventAt: meta.firstEventAt ?? (admitted.length ? now : null),
+      lastEventAt: admitted.length ? now : meta.lastEventAt,
+    };
+    try {
+      this.ctx.storage.transactionSync(() => {
+        this.#writeBuckets(changed.seconds);
+        this.#writeRegisters(changed.registers);
+        for (const id of newIds) {
+          this.#sql.exec("INSERT OR REPLACE INTO dedup (id, seen) VALUES (?, ?)", id, now);
+        }
+        this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(next));
+      });
+    } catch (err) {
+      // Storage refused the batch: drop the in-memory changes by reloading the truth, and fail the call
+      // so the collector reports these events as not accepted.
+      this.#load();
+      throw err;
+    }
+    this.#meta = next;
+    this.#dedupCount += newIds.length;
+    await this.#ensureAlarm();
+    if (!next.registered) await this.#register();
+    return { accepted: admitted.length, duplicates, rejected };
+  }
+
+  /** Live aggregates for one window or all four, plus the stream's counters. Null if the stream never received an event. */
+  snapshot(window?: WindowName): StreamSnapshot | null {
+    const meta = this.#meta;
+    if (meta === null) return null;
+    const now = Date.now();
+    const names = window ? [window] : WINDOW_NAMES;
+    return {
+      stream: meta.stream,
+      now: new Date(now).toISOString(),
+      windows: Object.fromEntries(names.map((w) => [w, this.#windows.aggregates(w, now)])),
+      counters: meta.counters,
+      first_event_at: meta.firstEventAt === null ? null : new Date(meta.firstEventAt).toISOString(),
+      last_event_at: meta.lastEventAt === null ? null : new Date(meta.lastEventAt).toISOString(),
+    };
+  }
+
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const gone = this.#windows.expire(now);
+    this.ctx.storage.transactionSync(() => {
+      for (const sec of gone.seconds) this.#sql.exec("DELETE FROM buckets WHERE sec = ?", sec);
+      this.#writeRegisters(gone.registers);
+      const horizon = now - this.#config.DEDUP_HORIZON_MS;
+      let removed = this.#sql.exec("DELETE FROM dedup WHERE seen < ?", horizon).rowsWritten;
+      const excess = this.#dedupCount - removed - this.#config.DEDUP_MAX_IDS;
+      if (excess > 0) {
+        removed += this.#sql.exec(
+          "DELETE FROM dedup WHERE id IN (SELECT id FROM dedup ORDER BY seen LIMIT ?)",
+          excess,
+        ).rowsWritten;
+      }
+      this.#dedupCount = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM dedup").one().n;
+    });
+    if (this.#meta && !this.#meta.registered) await this.#register();
+    if (this.#windows.buckets.size > 0 || this.#dedupCount > 0) {
+      await this.ctx.storage.setAlarm(now + HOUSEKEEPING_MS);
+    }
+  }
+
+  async #ensureAlarm(): Promise<void> {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + HOUSEKEEPING_MS);
+  }
+
+  /** Adds the stream to its tenant's directory once; retried by later ingests and the alarm on failure. */
+  async #register(): Promise<void> {
+    const meta = this.#meta;
+    if (meta === null) return;
+    try {
+      const registry = this.env.TENANT_REGISTRY.getByName("global");
+      await registry.registerStream(meta.tenant, meta.stream);
+      this.#meta = { ...meta, registered: true };
+      this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(this.#meta));
+    } catch {
+      // The directory is eventually consistent; the data is already safe.
+    }
+  }
+
+  #writeBuckets(seconds: Iterable<number>): void {
+    for (const sec of seconds) {
+      const b = this.#windows.buckets.get(sec);
+      if (b === undefined) continue;
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO buckets (sec, count, value_count, sum, min, max, sketch) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        sec,
+        b.count,
+        b.valueCount,
+        b.sum,
+        b.valueCount > 0 ? b.min : null,
+        b.valueCount > 0 ? b.max : null,
+        encodeSketch(b.sketch),
+      );
+    }
+  }
+
+  #writeRegisters(registers: Iterable<number>): void {
+    for (const reg of registers) {
+      const bytes = this.#windows.hll.encodeRegister(reg);
+      if (bytes === null) this.#sql.exec("DELETE FROM hll WHERE reg = ?", reg);
+      else this.#sql.exec("INSERT OR REPLACE INTO hll (reg, pairs) VALUES (?, ?)", reg, bytes);
+    }
+  }
+}

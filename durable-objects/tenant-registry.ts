@@ -1,0 +1,177 @@
+/**
+ * TenantRegistry: the control plane. Tenants, their API keys (hashes only)
+ * and their stream directory live in this actor's SQLite storage, so the
+ * platform needs no external database to authenticate. Addressed by the
+ * name "global"; the Worker caches key lookups so this actor is not on the
+ * hot path of every request.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { hashKey, keyPrefix, newId, newKey, type Scope } from "../core/keys";
+import type { KeyGrant, KeyInfo, Tenant } from "../core/protocol";
+
+const SCHEMA = [
+  "CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)",
+  `CREATE TABLE IF NOT EXISTS keys (
+     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), hash TEXT NOT NULL UNIQUE,
+     prefix TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL,
+     created_at INTEGER NOT NULL, revoked_at INTEGER)`,
+  "CREATE INDEX IF NOT EXISTS keys_tenant ON keys (tenant_id)",
+  `CREATE TABLE IF NOT EXISTS streams (
+     tenant_id TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
+     PRIMARY KEY (tenant_id, name)) WITHOUT ROWID`,
+];
+
+interface KeyRow {
+  id: string;
+  tenant_id: string;
+  prefix: string;
+  scope: Scope;
+  name: string;
+  created_at: number;
+  revoked_at: number | null;
+  [k: string]: SqlStorageValue;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const keyInfo = (r: KeyRow): KeyInfo => ({
+  id: r.id,
+  tenant_id: r.tenant_id,
+  scope: r.scope,
+  name: r.name,
+  prefix: r.prefix,
+  created_at: iso(r.created_at) as string,
+  revoked_at: iso(r.revoked_at),
+});
+
+export class TenantRegistry extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    ctx.blockConcurrencyWhile(async () => {
+      for (const stmt of SCHEMA) this.#sql.exec(stmt);
+    });
+  }
+
+  /** Creates a tenant with one key of each scope; the keys are returned once, never again. */
+  async createTenant(name: string): Promise<{ tenant: Tenant; keys: Array<KeyInfo & { key: string }> }> {
+    const id = newId("t");
+    const now = Date.now();
+    this.#sql.exec("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)", id, name, now);
+    const keys = [];
+    for (const scope of ["admin", "ingest", "read"] as const) {
+      keys.push((await this.createKey(id, scope, `default ${scope}`)) as KeyInfo & { key: string });
+    }
+    return { tenant: { id, name, created_at: iso(now) as string }, keys };
+  }
+
+  getTenant(id: string): Tenant | null {
+    const row = this.#sql
+      .exec<{ id: string; name: string; created_at: number }>(
+        "SELECT id, name, created_at FROM tenants WHERE id = ?",
+        id,
+      )
+      .toArray()[0];
+    return row ? { id: row.id, name: row.name, created_at: iso(row.created_at) as string } : null;
+  }
+
+  listTenants(): Tenant[] {
+    return this.#sql
+      .exec<{ id: string; name: string; created_at: number }>(
+        "SELECT id, name, created_at FROM tenants ORDER BY created_at",
+      )
+      .toArray()
+      .map((r) => ({ id: r.id, name: r.name, created_at: iso(r.created_at) as string }));
+  }
+
+  /** Creates a key; null when the tenant does not exist. */
+  async createKey(tenantId: string, scope: Scope, name: string): Promise<(KeyInfo & { key: string }) | null> {
+    if (this.getTenant(tenantId) === null) return null;
+    const key = newKey(scope);
+    const hash = await hashKey(key);
+    const id = newId("key");
+    const now = Date.now();
+    this.#sql.exec(
+      "INSERT INTO keys (id, tenant_id, hash, prefix, scope, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      id,
+      tenantId,
+      hash,
+      keyPrefix(key),
+      scope,
+      name,
+      now,
+    );
+    return {
+      id,
+      tenant_id: tenantId,
+      scope,
+      name,
+      prefix: keyPrefix(key),
+      created_at: iso(now) as string,
+      revoked_at: null,
+      key,
+    };
+  }
+
+  listKeys(tenantId: string): KeyInfo[] {
+    return this.#sql
+      .exec<KeyRow>(
+        "SELECT id, tenant_id, prefix, scope, name, created_at, revoked_at FROM keys WHERE tenant_id = ? ORDER BY created_at",
+        tenantId,
+      )
+      .toArray()
+      .map(keyInfo);
+  }
+
+  /** Revokes a key of this tenant; null when the tenant has no such key. Idempotent. */
+  revokeKey(tenantId: string, keyId: string): KeyInfo | null {
+    this.#sql.exec(
+      "UPDATE keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? AND tenant_id = ?",
+      Date.now(),
+      keyId,
+      tenantId,
+    );
+    const row = this.#sql
+      .exec<KeyRow>(
+        "SELECT id, tenant_id, prefix, scope, name, created_at, revoked_at FROM keys WHERE id = ? AND tenant_id = ?",
+        keyId,
+        tenantId,
+      )
+      .toArray()[0];
+    return row ? keyInfo(row) : null;
+  }
+
+  /** Looks a key up by its hash. */
+  verifyKey(hash: string): KeyGrant | null {
+    const row = this.#sql
+      .exec<{ id: string; tenant_id: string; scope: Scope; revoked_at: number | null }>(
+        "SELECT id, tenant_id, scope, revoked_at FROM keys WHERE hash = ?",
+        hash,
+      )
+      .toArray()[0];
+    return row ? { keyId: row.id, tenantId: row.tenant_id, scope: row.scope, revoked: row.revoked_at !== null } : null;
+  }
+
+  registerStream(tenantId: string, stream: string): void {
+    this.#sql.exec(
+      "INSERT OR IGNORE INTO streams (tenant_id, name, created_at) VALUES (?, ?, ?)",
+      tenantId,
+      stream,
+      Date.now(),
+    );
+  }
+
+  /** A page of the tenant's stream names, in name order, after `cursor`. */
+  listStreams(tenantId: string, limit: number, cursor = ""): string[] {
+    return this.#sql
+      .exec<{ name: string }>(
+        "SELECT name FROM streams WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT ?",
+        tenantId,
+        cursor,
+        limit,
+      )
+      .toArray()
+      .map((r) => r.name);
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * The edgepulse Worker: one script with the collector (ingest), the
+ * aggregator (read API and control plane) and the actor classes.
+ */
+import { Hono } from "hono";
+import { aggregator } from "./aggregator/app";
+import { collector } from "./collector/app";
+import { notFound, onError } from "./lib/errors";
+import type { AppEnv } from "./lib/types";
+
+export { MetricActor } from "../durable-objects/metric-actor";
+export { TenantRegistry } from "../durable-objects/tenant-registry";
+
+export const app = new Hono<AppEnv>();
+app.route("/", collector);
+app.route("/", aggregator);
+app.onError(onError);
+app.notFound(notFound);
+
+export default {
+  fetch: app.fetch,
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,85 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { loadConfig } from "../../core/config";
+import { hashKey, type Scope, scopeAllows, secretsEqual } from "../../core/keys";
+import type { KeyGrant } from "../../core/protocol";
+import { ApiError } from "./errors";
+import type { AppEnv } from "./types";
+
+/**
+ * Verified keys, cached per isolate for KEY_CACHE_TTL_MS so the registry is
+ * not asked on every request. Unknown keys are cached too (bounded), which
+ * blunts guessing. Revoking through this isolate drops the entry at once;
+ * other isolates see the revocation within the TTL.
+ */
+const MAX_CACHE_ENTRIES = 10_000;
+const cache = new Map<string, { grant: KeyGrant | null; expires: number }>();
+
+export function forgetKey(keyId: string): void {
+  for (const [hash, entry] of cache) if (entry.grant?.keyId === keyId) cache.delete(hash);
+}
+
+async function lookup(env: Env, key: string, ttlMs: number): Promise<KeyGrant | null> {
+  const hash = await hashKey(key);
+  const now = Date.now();
+  const hit = cache.get(hash);
+  if (hit && hit.expires > now) return hit.grant;
+  const grant = await env.TENANT_REGISTRY.getByName("global").verifyKey(hash);
+  if (cache.size >= MAX_CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
+  cache.set(hash, { grant, expires: now + ttlMs });
+  return grant;
+}
+
+function bearer(c: Context): string | undefined {
+  const header = c.req.header("authorization");
+  if (!header) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) throw new ApiError("missing_key", "The Authorization header must be 'Bearer <key>'.");
+  return m[1];
+}
+
+export interface RequireKeyOptions {
+  /** Accept `?key=` (for navigator.sendBeacon, which cannot set headers) on text/plain bodies only. */
+  allowQueryKeyForText?: boolean;
+}
+
+/** Authenticates an API key of the given scope and puts its grant on the context. */
+export function requireKey(scope: Scope, options: RequireKeyOptions = {}): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    let key = bearer(c);
+    const queryKey = c.req.query("key");
+    if (key === undefined && queryKey !== undefined) {
+      const isText = (c.req.header("content-type") ?? "").toLowerCase().startsWith("text/plain");
+      if (!options.allowQueryKeyForText || !isText) {
+        throw new ApiError(
+          "missing_key",
+          "A key in the query string is accepted only for text/plain beacons on /v1/events; send 'Authorization: Bearer <key>'.",
+        );
+      }
+      key = queryKey;
+    }
+    if (key === undefined) throw new ApiError("missing_key");
+    const config = loadConfig(c.env as unknown as Record<string, unknown>);
+    const grant = await lookup(c.env, key, config.KEY_CACHE_TTL_MS);
+    if (grant === null) throw new ApiError("invalid_key");
+    if (grant.revoked) throw new ApiError("revoked_key");
+    if (!scopeAllows(grant.scope, scope)) {
+      throw new ApiError("insufficient_scope", `This is a '${grant.scope}' key; this endpoint needs a '${scope}' key.`);
+    }
+    c.set("grant", grant);
+    c.set("config", config);
+    await next();
+  };
+}
+
+/** Authenticates the operator token (the ADMIN_TOKEN secret). */
+export function requireOperator(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const expected = c.env.ADMIN_TOKEN;
+    if (!expected) throw new ApiError("admin_disabled");
+    const token = bearer(c);
+    if (token === undefined)
+      throw new ApiError("missing_key", "Send the operator token as 'Authorization: Bearer <ADMIN_TOKEN>'.");
+    if (!(await secretsEqual(token, expected))) throw new ApiError("invalid_key", "The operator token is not valid.");
+    await next();
+  };
+}

@@ -1,0 +1,38 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ERRORS, type ErrorCode } from "../../core/errors";
+
+/** A client error with a stable code; rendered by `onError` as `{ error: { code, message, details? } }`. */
+export class ApiError extends HTTPException {
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message?: string, details?: unknown) {
+    super(ERRORS[code].status as ContentfulStatusCode, { message: message ?? ERRORS[code].message });
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function errorBody(code: ErrorCode, message: string, details?: unknown) {
+  return { error: details === undefined ? { code, message } : { code, message, details } };
+}
+
+export function onError(err: Error, c: Context): Response {
+  if (err instanceof ApiError) {
+    return c.json(errorBody(err.code, err.message, err.details), err.status);
+  }
+  if (err instanceof HTTPException) {
+    const code: ErrorCode =
+      err.status === 404 ? "not_found" : err.status === 405 ? "method_not_allowed" : "invalid_request";
+    return c.json(errorBody(code, err.message || ERRORS[code].message), err.status);
+  }
+  // Unexpected: log the error class and message only (never headers or bodies, which may hold keys).
+  console.error(`edgepulse: unhandled ${err.name}: ${err.message}`);
+  return c.json(errorBody("internal_error", ERRORS.internal_error.message), 500);
+}
+
+export function notFound(c: Context): Response {
+  return c.json(errorBody("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`), 404);
+}

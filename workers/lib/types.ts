@@ -1,0 +1,7 @@
+import type { Config } from "../../core/config";
+import type { KeyGrant } from "../../core/protocol";
+
+export type AppEnv = {
+  Bindings: Env;
+  Variables: { grant: KeyGrant; config: Config };
+};
