@@ -30,9 +30,13 @@ export function newKey(scope: Scope): string {
   return `ep_${scope}_${randomToken(32)}`;
 }
 
-/** A short, non-secret prefix to recognise a key in listings. */
+/** Random characters of a key shown in listings: enough to recognise it, far too few to guess it. */
+export const PREFIX_RANDOM_CHARS = 6;
+
+/** A short, non-secret prefix to recognise a key in listings: `ep_<scope>_` and 6 random characters. */
 export function keyPrefix(key: string): string {
-  return key.slice(0, key.lastIndexOf("_") + 7);
+  // The random part is base64url and may itself hold "_": cut after the scope's separator, never the last "_".
+  return key.slice(0, key.indexOf("_", 3) + 1 + PREFIX_RANDOM_CHARS);
 }
 
 export async function hashKey(key: string): Promise<string> {

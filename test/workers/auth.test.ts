@@ -1,0 +1,115 @@
+import { SELF } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { ADMIN_TOKEN, BASE, createTenant, expectError, get, send, sendJson, stream } from "./helpers";
+
+const call = (method: string, path: string, token?: string, body?: unknown) =>
+  SELF.fetch(`${BASE}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+
+describe("API keys", () => {
+  it("answers a missing, malformed or unknown key with its own code", async () => {
+    await expectError(await send(undefined, '{"name":"a"}'), 401, "missing_key");
+    await expectError(await send(undefined, '{"name":"a"}', { authorization: "Basic abc" }), 401, "missing_key");
+    await expectError(await send("ep_ingest_not-a-real-key", '{"name":"a"}'), 401, "invalid_key");
+    await expectError(await get("/v1/streams"), 401, "missing_key");
+    await expectError(await get("/v1/streams", "ep_read_nope"), 401, "invalid_key");
+  });
+
+  it("accepts a query-string key only for text/plain beacons", async () => {
+    const t = await createTenant();
+    const err = await expectError(await send(undefined, '{"name":"a"}', {}, `?key=${t.ingest}`), 401, "missing_key");
+    expect(err.message).toContain("text/plain");
+    await expectError(await get(`/v1/streams?key=${t.read}`), 401, "missing_key");
+  });
+
+  it("enforces scopes: read keys cannot ingest, ingest keys cannot read, only admin keys manage keys", async () => {
+    const t = await createTenant();
+    const err = await expectError(await sendJson(t.read, { name: "a" }), 403, "insufficient_scope");
+    expect(err.message).toContain("'read'");
+    await expectError(await get("/v1/streams", t.ingest), 403, "insufficient_scope");
+    await expectError(await get("/v1/keys", t.read), 403, "insufficient_scope");
+    await expectError(await call("POST", "/v1/keys", t.ingest, { scope: "read" }), 403, "insufficient_scope");
+    // An admin key may do everything within its tenant.
+    expect((await sendJson(t.admin, { name: "a" })).status).toBe(200);
+    expect((await get("/v1/streams", t.admin)).status).toBe(200);
+  });
+
+  it("creates keys shown once, lists them without secrets, and stores only hashes", async () => {
+    const t = await createTenant();
+    const created = await call("POST", "/v1/keys", t.admin, { scope: "read", name: "wallboard" });
+    expect(created.status).toBe(201);
+    const key = (await created.json()) as { id: string; key: string; prefix: string; scope: string };
+    expect(key.key).toMatch(/^ep_read_[A-Za-z0-9_-]{43}$/);
+    expect(key.key.startsWith(key.prefix)).toBe(true);
+    expect(key.prefix).toHaveLength("ep_read_".length + 6);
+    expect((await get("/v1/streams", key.key)).status).toBe(200);
+    const listed = await (await get("/v1/keys", t.admin)).text();
+    expect(listed).toContain(key.id);
+    expect(listed).toContain("wallboard");
+    expect(listed).not.toContain(key.key);
+    expect(listed).not.toContain(t.admin);
+    await expectError(await call("POST", "/v1/keys", t.admin, { scope: "owner" }), 400, "invalid_request");
+    await expectError(await call("POST", "/v1/keys", t.admin, "nope"), 400, "malformed_body");
+  });
+
+  it("stops a revoked key at once", async () => {
+    const t = await createTenant();
+    expect((await sendJson(t.ingest, { name: "a" })).status).toBe(200);
+    const revoked = await call("DELETE", `/v1/keys/${t.keyIds.ingest}`, t.admin);
+    expect(revoked.status).toBe(200);
+    expect(((await revoked.json()) as { revoked_at: string | null }).revoked_at).not.toBeNull();
+    await expectError(await sendJson(t.ingest, { name: "a" }), 401, "revoked_key");
+    // The other keys keep working, and revoking twice is harmless.
+    expect((await get("/v1/streams", t.read)).status).toBe(200);
+    expect((await call("DELETE", `/v1/keys/${t.keyIds.ingest}`, t.admin)).status).toBe(200);
+  });
+});
+
+describe("operator API", () => {
+  it("needs the operator token", async () => {
+    await expectError(await call("POST", "/v1/admin/tenants", undefined, { name: "x" }), 401, "missing_key");
+    await expectError(await call("POST", "/v1/admin/tenants", "wrong", { name: "x" }), 401, "invalid_key");
+    const t = await createTenant();
+    await expectError(await call("GET", "/v1/admin/tenants", t.admin), 401, "invalid_key");
+  });
+
+  it("lists tenants, creates and revokes keys for a tenant", async () => {
+    const t = await createTenant("globex");
+    const list = (await (await call("GET", "/v1/admin/tenants", ADMIN_TOKEN)).json()) as { tenants: Array<{ id: string; name: string }> };
+    expect(list.tenants).toContainEqual(expect.objectContaining({ id: t.tenantId, name: "globex" }));
+    const k = await call("POST", `/v1/admin/tenants/${t.tenantId}/keys`, ADMIN_TOKEN, { scope: "ingest" });
+    expect(k.status).toBe(201);
+    const { id, key } = (await k.json()) as { id: string; key: string };
+    expect((await sendJson(key, { name: "a" })).status).toBe(200);
+    expect((await call("DELETE", `/v1/admin/tenants/${t.tenantId}/keys/${id}`, ADMIN_TOKEN)).status).toBe(200);
+    await expectError(await sendJson(key, { name: "a" }), 401, "revoked_key");
+    await expectError(await call("POST", "/v1/admin/tenants/t_nope/keys", ADMIN_TOKEN, { scope: "read" }), 404, "tenant_not_found");
+  });
+});
+
+describe("tenant isolation", () => {
+  it("never lets tenant B's keys read, list, write into or manage tenant A's data", async () => {
+    const a = await createTenant("a");
+    const b = await createTenant("b");
+    expect((await sendJson(a.ingest, [{ name: "orders", value: 10, user: "alice" }])).status).toBe(200);
+
+    // B reading A's stream by name sees nothing: names resolve inside B's tenant.
+    await expectError(await get("/v1/streams/orders", b.read), 404, "stream_not_found");
+    const bList = (await (await get("/v1/streams", b.read)).json()) as { streams: unknown[] };
+    expect(bList.streams).toEqual([]);
+
+    // B writing "orders" lands in B's own stream; A's figures do not move.
+    expect((await sendJson(b.ingest, [{ name: "orders", value: 99 }])).status).toBe(200);
+    expect((await stream(a.read, "orders")).windows["1h"]).toMatchObject({ count: 1, sum: 10 });
+    expect((await stream(b.read, "orders")).windows["1h"]).toMatchObject({ count: 1, sum: 99 });
+
+    // B's admin cannot see or revoke A's keys.
+    const bKeys = await (await get("/v1/keys", b.admin)).text();
+    expect(bKeys).not.toContain(a.keyIds.read);
+    await expectError(await call("DELETE", `/v1/keys/${a.keyIds.read}`, b.admin), 404, "key_not_found");
+    expect((await get("/v1/streams", a.read)).status).toBe(200);
+  });
+});
