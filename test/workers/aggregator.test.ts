@@ -13,14 +13,20 @@ describe("GET /v1/streams", () => {
     ]);
     const res = await get("/v1/streams", t.read);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { window: string; streams: Array<{ name: string; count: number; mean: number | null }> };
+    const body = (await res.json()) as {
+      window: string;
+      streams: Array<{ name: string; count: number; mean: number | null }>;
+    };
     expect(body.window).toBe("1m");
     expect(body.streams.map((s) => [s.name, s.count, s.mean])).toEqual([
       ["a.stream", 2, 3],
       ["b.stream", 1, 1],
       ["c.stream", 1, null],
     ]);
-    const page1 = (await (await get("/v1/streams?limit=2", t.read)).json()) as { streams: Array<{ name: string }>; next_cursor: string };
+    const page1 = (await (await get("/v1/streams?limit=2", t.read)).json()) as {
+      streams: Array<{ name: string }>;
+      next_cursor: string;
+    };
     expect(page1.streams.map((s) => s.name)).toEqual(["a.stream", "b.stream"]);
     const page2 = (await (await get(`/v1/streams?limit=2&cursor=${page1.next_cursor}`, t.read)).json()) as {
       streams: Array<{ name: string }>;
@@ -36,7 +42,12 @@ describe("GET /v1/streams/:name", () => {
   it("returns every window's aggregates, or one window", async () => {
     const t = await createTenant();
     const now = Date.now();
-    const events = Array.from({ length: 50 }, (_, i) => ({ name: "latency", value: i + 1, user: `u${i % 10}`, ts: now - i * 10_000 }));
+    const events = Array.from({ length: 50 }, (_, i) => ({
+      name: "latency",
+      value: i + 1,
+      user: `u${i % 10}`,
+      ts: now - i * 10_000,
+    }));
     await sendJson(t.ingest, events);
     const all = await stream(t.read, "latency");
     expect(Object.keys(all.windows)).toEqual(["1m", "5m", "15m", "1h"]);
@@ -85,7 +96,11 @@ describe("durability", () => {
     expect(after.windows).toEqual(before.windows);
     expect(after.counters).toEqual(before.counters);
     // Dedup memory survived too: a retry after the restart is recognised.
-    expect(await (await sendJson(t.ingest, events.slice(0, 5))).json()).toEqual({ accepted: 0, duplicates: 5, rejected: [] });
+    expect(await (await sendJson(t.ingest, events.slice(0, 5))).json()).toEqual({
+      accepted: 0,
+      duplicates: 5,
+      rejected: [],
+    });
   });
 
   it("persists each batch before replying: the actor's tables hold it", async () => {
@@ -96,7 +111,9 @@ describe("durability", () => {
     ]);
     const stub = env.METRIC_ACTOR.getByName(`${t.tenantId}/stored`);
     const rows = await runInDurableObject(stub, (_instance, state) => ({
-      buckets: state.storage.sql.exec<{ n: number; c: number }>("SELECT count(*) AS n, sum(count) AS c FROM buckets").one(),
+      buckets: state.storage.sql
+        .exec<{ n: number; c: number }>("SELECT count(*) AS n, sum(count) AS c FROM buckets")
+        .one(),
       dedup: state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM dedup").one().n,
       hll: state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM hll").one().n,
     }));
@@ -123,7 +140,11 @@ describe("durability", () => {
     // Plant state from two hours ago, as if the actor had been running then.
     await runInDurableObject(stub, (_i, state) => {
       const sql = state.storage.sql;
-      sql.exec("INSERT INTO buckets (sec, count, value_count, sum, min, max, sketch) VALUES (?, 5, 0, 0, NULL, NULL, ?)", oldSec, new Uint8Array(8));
+      sql.exec(
+        "INSERT INTO buckets (sec, count, value_count, sum, min, max, sketch) VALUES (?, 5, 0, 0, NULL, NULL, ?)",
+        oldSec,
+        new Uint8Array(8),
+      );
       sql.exec("INSERT INTO hll (reg, pairs) VALUES (?, ?)", 3, new Uint8Array(new Int32Array([oldSec, 4]).buffer));
       sql.exec("INSERT INTO dedup (id, seen) VALUES ('stale', ?)", (oldSec - 10) * 1000);
     });
@@ -136,7 +157,10 @@ describe("durability", () => {
         old: sql.exec<{ n: number }>("SELECT count(*) AS n FROM buckets WHERE sec = ?", oldSec).one().n,
         buckets: sql.exec<{ n: number }>("SELECT count(*) AS n FROM buckets").one().n,
         reg3: sql.exec<{ n: number }>("SELECT count(*) AS n FROM hll WHERE reg = 3").one().n,
-        ids: sql.exec<{ id: string }>("SELECT id FROM dedup").toArray().map((r) => r.id),
+        ids: sql
+          .exec<{ id: string }>("SELECT id FROM dedup")
+          .toArray()
+          .map((r) => r.id),
       };
     });
     expect(left).toEqual({ old: 0, buckets: 1, reg3: 0, ids: ["fresh"] });

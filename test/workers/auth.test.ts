@@ -78,7 +78,9 @@ describe("operator API", () => {
 
   it("lists tenants, creates and revokes keys for a tenant", async () => {
     const t = await createTenant("globex");
-    const list = (await (await call("GET", "/v1/admin/tenants", ADMIN_TOKEN)).json()) as { tenants: Array<{ id: string; name: string }> };
+    const list = (await (await call("GET", "/v1/admin/tenants", ADMIN_TOKEN)).json()) as {
+      tenants: Array<{ id: string; name: string }>;
+    };
     expect(list.tenants).toContainEqual(expect.objectContaining({ id: t.tenantId, name: "globex" }));
     const k = await call("POST", `/v1/admin/tenants/${t.tenantId}/keys`, ADMIN_TOKEN, { scope: "ingest" });
     expect(k.status).toBe(201);
@@ -86,7 +88,11 @@ describe("operator API", () => {
     expect((await sendJson(key, { name: "a" })).status).toBe(200);
     expect((await call("DELETE", `/v1/admin/tenants/${t.tenantId}/keys/${id}`, ADMIN_TOKEN)).status).toBe(200);
     await expectError(await sendJson(key, { name: "a" }), 401, "revoked_key");
-    await expectError(await call("POST", "/v1/admin/tenants/t_nope/keys", ADMIN_TOKEN, { scope: "read" }), 404, "tenant_not_found");
+    await expectError(
+      await call("POST", "/v1/admin/tenants/t_nope/keys", ADMIN_TOKEN, { scope: "read" }),
+      404,
+      "tenant_not_found",
+    );
   });
 });
 

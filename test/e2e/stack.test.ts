@@ -1,0 +1,93 @@
+import { gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTenant, type Keys, type Stack, startStack } from "../support/stack";
+
+let stack: Stack;
+let keys: Keys;
+
+beforeAll(async () => {
+  stack = await startStack();
+  keys = await createTenant(stack, "e2e");
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const post = (body: string | Uint8Array<ArrayBuffer>, headers: Record<string, string> = {}) =>
+  fetch(`${stack.url}/v1/events`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json", ...headers },
+    body,
+  });
+
+const read = async (path: string) => {
+  const res = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${keys.read}` } });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Record<string, unknown> & {
+    windows: Record<string, { count: number; sum: number; p95: number | null; distinct_users: number }>;
+    counters: { accepted: number; duplicates: number };
+  };
+};
+
+describe("npm start's stack, over HTTP", () => {
+  it("ingests in every body format and serves the live figures", async () => {
+    const now = Date.now();
+    const events = Array.from({ length: 300 }, (_, i) => ({
+      id: `e2e-${i}`,
+      name: "checkout.completed",
+      value: 100 + (i % 100),
+      user: `user-${i % 75}`,
+      ts: now - (i % 50) * 1000,
+    }));
+    const json = await post(JSON.stringify(events.slice(0, 100)));
+    expect(await json.json()).toEqual({ accepted: 100, duplicates: 0, rejected: [] });
+    const ndjson = await post(
+      events
+        .slice(100, 200)
+        .map((e) => JSON.stringify(e))
+        .join("\n"),
+      {
+        "content-type": "application/x-ndjson",
+      },
+    );
+    expect(await ndjson.json()).toEqual({ accepted: 100, duplicates: 0, rejected: [] });
+    const gz = await post(new Uint8Array(gzipSync(JSON.stringify(events.slice(200)))), { "content-encoding": "gzip" });
+    expect(await gz.json()).toEqual({ accepted: 100, duplicates: 0, rejected: [] });
+    // A retry of the first batch is recognised.
+    expect(await (await post(JSON.stringify(events.slice(0, 100)))).json()).toEqual({
+      accepted: 0,
+      duplicates: 100,
+      rejected: [],
+    });
+
+    const s = await read("/v1/streams/checkout.completed?window=1m");
+    expect(s.windows["1m"].count).toBe(300);
+    expect(s.windows["1m"].sum).toBe(events.reduce((a, e) => a + e.value, 0));
+    expect(Math.abs(s.windows["1m"].distinct_users - 75)).toBeLessThanOrEqual(1);
+    const values = events.map((e) => e.value).sort((a, b) => a - b);
+    const exactP95 = values[Math.floor(0.95 * (values.length - 1))];
+    expect(Math.abs((s.windows["1m"].p95 as number) - exactP95) / exactP95).toBeLessThanOrEqual(0.01);
+    expect(s.counters).toMatchObject({ accepted: 300, duplicates: 100 });
+
+    const list = (await read("/v1/streams")) as unknown as { streams: Array<{ name: string; count: number }> };
+    expect(list.streams).toEqual([expect.objectContaining({ name: "checkout.completed", count: 300 })]);
+  });
+
+  it("answers bad requests with stable codes", async () => {
+    const bad = await post("{nope");
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("malformed_body");
+    const unauth = await fetch(`${stack.url}/v1/streams`);
+    expect(unauth.status).toBe(401);
+  });
+
+  it("keeps every figure across a full restart of the stack (workerd and all actors)", async () => {
+    const before = await read("/v1/streams/checkout.completed");
+    await stack.stop();
+    stack = await startStack({ state: stack.state, vars: stack.vars, port: stack.port });
+    const after = await read("/v1/streams/checkout.completed");
+    for (const w of ["5m", "15m", "1h"]) expect(after.windows[w]).toEqual(before.windows[w]);
+    expect(after.counters).toEqual(before.counters);
+  }, 180_000);
+});
