@@ -15,15 +15,14 @@ describe("murmur3", () => {
 });
 
 describe("HyperLogLog distinct counts", () => {
-  it.each([1, 10, 100, 1000, 10_000, 50_000, 200_000, 1_000_000])(
-    "estimates %i distinct users within two percent",
-    (n) => {
-      const regs = new Uint8Array(REGISTERS);
-      for (let i = 0; i < n; i++) addUser(regs, `user-${i}`);
-      const est = estimate(regs);
-      expect(Math.abs(est - n) / n).toBeLessThanOrEqual(0.02);
-    },
-  );
+  it.each([
+    1, 10, 100, 1000, 10_000, 50_000, 200_000, 1_000_000,
+  ])("estimates %i distinct users within two percent", (n) => {
+    const regs = new Uint8Array(REGISTERS);
+    for (let i = 0; i < n; i++) addUser(regs, `user-${i}`);
+    const est = estimate(regs);
+    expect(Math.abs(est - n) / n).toBeLessThanOrEqual(0.02);
+  });
 
   it("ignores repeats", () => {
     const regs = new Uint8Array(REGISTERS);

@@ -1,0 +1,227 @@
+/**
+ * Ingest benchmark: events/s through `npm start`'s stack (wrangler dev →
+ * workerd) at several batch sizes, for 1 and 100 streams, next to a
+ * hello-world Worker's request rate measured in the same run; then the
+ * accuracy of quantiles and distinct counts against exact answers.
+ *
+ *   npm run bench                # short run (~2 min)
+ *   npm run bench -- --seconds 20 # longer, steadier run
+ */
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import { addValue, type Bins, freeze, quantile } from "../core/ddsketch";
+import { addUser, estimate, REGISTERS } from "../core/hll";
+import { createTenant, freePort, ROOT, type Stack, startStack } from "../test/support/stack";
+
+const { values: args } = parseArgs({
+  options: { seconds: { type: "string", default: "6" }, connections: { type: "string", default: "16" } },
+});
+const SECONDS = Number(args.seconds);
+const CONNECTIONS = Number(args.connections);
+
+interface Load {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function load(
+  url: string,
+  bodies: string[] | null,
+  headers: Record<string, string>,
+  connections = CONNECTIONS,
+): Promise<Load> {
+  let i = 0;
+  const result = await autocannon({
+    url,
+    connections,
+    duration: SECONDS,
+    method: bodies ? "POST" : "GET",
+    headers,
+    requests: bodies
+      ? [
+          {
+            setupRequest: (req) => {
+              req.body = bodies[i++ % bodies.length];
+              return req;
+            },
+          },
+        ]
+      : undefined,
+  });
+  return {
+    requests: result.requests.total,
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+  };
+}
+
+async function startHello(): Promise<{ url: string; stop: () => void }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js"),
+      "dev",
+      "--config",
+      join(ROOT, "bench", "hello", "wrangler.toml"),
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--show-interactive-dev-session=false",
+      "--log-level",
+      "error",
+    ],
+    { cwd: ROOT, detached: true, stdio: "ignore", env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false" } },
+  );
+  const url = `http://127.0.0.1:${port}/`;
+  for (let t = 0; t < 600; t++) {
+    try {
+      if ((await fetch(url)).ok) break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  return { url, stop: () => process.kill(-(child.pid as number), "SIGTERM") };
+}
+
+function bodiesFor(batch: number, streams: number): string[] {
+  const variants = Math.max(1, Math.min(100, Math.ceil(streams / batch)));
+  const out: string[] = [];
+  let n = 0;
+  for (let v = 0; v < variants; v++) {
+    const events = [];
+    for (let i = 0; i < batch; i++, n++) {
+      events.push({ name: `bench.s${n % streams}`, value: 20 + (n % 480), user: `user-${n % 5000}` });
+    }
+    out.push(JSON.stringify(events));
+  }
+  return out;
+}
+
+async function acceptedTotal(stack: Stack, read: string, streams: number): Promise<number> {
+  let total = 0;
+  let cursor = "";
+  for (;;) {
+    const res = await fetch(`${stack.url}/v1/streams?limit=1000&cursor=${cursor}`, {
+      headers: { authorization: `Bearer ${read}` },
+    });
+    const body = (await res.json()) as {
+      streams: Array<{ counters: { accepted: number } }>;
+      next_cursor: string | null;
+    };
+    for (const s of body.streams) total += s.counters.accepted;
+    if (!body.next_cursor) break;
+    cursor = body.next_cursor;
+  }
+  if (streams === 0) throw new Error("no streams");
+  return total;
+}
+
+function accuracy() {
+  let seed = 12345;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const values = Array.from({ length: 1_000_000 }, () => {
+    const u = rand() || 1e-12;
+    return Math.exp(4 + Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand()));
+  });
+  const bins: Bins = new Map();
+  for (const v of values) addValue(bins, v);
+  const sketch = freeze(bins);
+  values.sort((a, b) => a - b);
+  const quantiles = Object.fromEntries(
+    [0.5, 0.9, 0.95, 0.99].map((q) => {
+      const exact = values[Math.floor(q * (values.length - 1))];
+      return [`p${q * 100}`, Math.abs((quantile(sketch, q) as number) - exact) / exact];
+    }),
+  );
+  const distinct = Object.fromEntries(
+    [1000, 10_000, 100_000, 1_000_000].map((n) => {
+      const regs = new Uint8Array(REGISTERS);
+      for (let i = 0; i < n; i++) addUser(regs, `visitor-${i}-${n}`);
+      return [n, Math.abs(estimate(regs) - n) / n];
+    }),
+  );
+  return { quantiles, distinct, sketchBins: sketch.keys.length };
+}
+
+async function main() {
+  const machine = `${cpus().length} × ${cpus()[0]?.model.trim()}, node ${process.version}`;
+  console.log(`machine: ${machine}; ${SECONDS}s per case, ${CONNECTIONS} connections`);
+
+  const hello = await startHello();
+  const helloLoad = await load(hello.url, null, {});
+  hello.stop();
+  console.log(`hello-world Worker: ${Math.round(helloLoad.rps)} req/s (p50 ${helloLoad.p50} ms)`);
+
+  const stack = await startStack();
+  const rows: Array<Record<string, number | string>> = [];
+  try {
+    for (const streams of [1, 100]) {
+      for (const batch of [1, 100, 1000]) {
+        const keys = await createTenant(stack, `bench-${streams}-${batch}`);
+        const connections = batch >= 1000 ? Math.min(CONNECTIONS, 8) : CONNECTIONS;
+        const r = await load(
+          `${stack.url}/v1/events`,
+          bodiesFor(batch, streams),
+          { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json" },
+          connections,
+        );
+        const ok = r.requests - r.non2xx;
+        const counted = await acceptedTotal(stack, keys.read, streams);
+        const eventsPerSec = (ok * batch) / SECONDS;
+        const row = {
+          streams,
+          batch,
+          requestsPerSec: Math.round(r.rps),
+          eventsPerSec: Math.round(eventsPerSec),
+          vsHello: Number((r.rps / helloLoad.rps).toFixed(3)),
+          p50ms: r.p50,
+          p99ms: r.p99,
+          non2xx: r.non2xx,
+          acknowledged: ok * batch,
+          counted,
+        };
+        rows.push(row);
+        console.log(JSON.stringify(row));
+      }
+    }
+  } finally {
+    await stack.stop();
+  }
+  const acc = accuracy();
+  console.log("accuracy:", JSON.stringify(acc));
+
+  const md = [
+    `| streams | batch | req/s | events/s | req/s ÷ hello-world | p50 ms | p99 ms | non-2xx | acknowledged = counted |`,
+    `|---:|---:|---:|---:|---:|---:|---:|---:|:--:|`,
+    ...rows.map(
+      (r) =>
+        `| ${r.streams} | ${r.batch} | ${r.requestsPerSec} | ${r.eventsPerSec.toLocaleString("en-US")} | ${r.vsHello} | ${r.p50ms} | ${r.p99ms} | ${r.non2xx} | ${r.acknowledged === r.counted ? "yes" : `NO (${r.acknowledged} vs ${r.counted})`} |`,
+    ),
+  ].join("\n");
+  console.log(`\nhello-world Worker: ${Math.round(helloLoad.rps)} req/s\n\n${md}`);
+  writeFileSync(
+    join(ROOT, "bench", "results", "ingest.json"),
+    `${JSON.stringify({ date: new Date().toISOString(), machine, seconds: SECONDS, hello: helloLoad, rows, accuracy: acc }, null, 2)}\n`,
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
