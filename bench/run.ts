@@ -12,59 +12,21 @@ import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import autocannon from "autocannon";
 import { addValue, type Bins, freeze, quantile } from "../core/ddsketch";
 import { addUser, estimate, REGISTERS } from "../core/hll";
 import { createTenant, freePort, ROOT, type Stack, startStack } from "../test/support/stack";
+import { closedLoop } from "./load";
 
 const { values: args } = parseArgs({
-  options: { seconds: { type: "string", default: "6" }, connections: { type: "string", default: "16" } },
+  options: {
+    seconds: { type: "string", default: "6" },
+    connections: { type: "string", default: "16" },
+    streams: { type: "string", default: "1,100" },
+    batches: { type: "string", default: "1,100,1000" },
+  },
 });
 const SECONDS = Number(args.seconds);
 const CONNECTIONS = Number(args.connections);
-
-interface Load {
-  requests: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-}
-
-async function load(
-  url: string,
-  bodies: string[] | null,
-  headers: Record<string, string>,
-  connections = CONNECTIONS,
-): Promise<Load> {
-  let i = 0;
-  const result = await autocannon({
-    url,
-    connections,
-    duration: SECONDS,
-    method: bodies ? "POST" : "GET",
-    headers,
-    requests: bodies
-      ? [
-          {
-            setupRequest: (req) => {
-              req.body = bodies[i++ % bodies.length];
-              return req;
-            },
-          },
-        ]
-      : undefined,
-  });
-  return {
-    requests: result.requests.total,
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors,
-  };
-}
 
 async function startHello(): Promise<{ url: string; stop: () => void }> {
   const port = await freePort();
@@ -164,36 +126,36 @@ async function main() {
   console.log(`machine: ${machine}; ${SECONDS}s per case, ${CONNECTIONS} connections`);
 
   const hello = await startHello();
-  const helloLoad = await load(hello.url, null, {});
+  const helloLoad = await closedLoop({ url: hello.url, seconds: SECONDS, connections: CONNECTIONS });
   hello.stop();
-  console.log(`hello-world Worker: ${Math.round(helloLoad.rps)} req/s (p50 ${helloLoad.p50} ms)`);
+  console.log(`hello-world Worker: ${Math.round(helloLoad.rps)} req/s (p50 ${helloLoad.p50.toFixed(1)} ms)`);
 
   const stack = await startStack();
   const rows: Array<Record<string, number | string>> = [];
   try {
-    for (const streams of [1, 100]) {
-      for (const batch of [1, 100, 1000]) {
+    for (const streams of args.streams.split(",").map(Number)) {
+      for (const batch of args.batches.split(",").map(Number)) {
         const keys = await createTenant(stack, `bench-${streams}-${batch}`);
         const connections = batch >= 1000 ? Math.min(CONNECTIONS, 8) : CONNECTIONS;
-        const r = await load(
-          `${stack.url}/v1/events`,
-          bodiesFor(batch, streams),
-          { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json" },
+        const r = await closedLoop({
+          url: `${stack.url}/v1/events`,
+          seconds: SECONDS,
           connections,
-        );
-        const ok = r.requests - r.non2xx;
+          bodies: bodiesFor(batch, streams),
+          headers: { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json" },
+          tally: (text) => (JSON.parse(text) as { accepted: number }).accepted,
+        });
         const counted = await acceptedTotal(stack, keys.read, streams);
-        const eventsPerSec = (ok * batch) / SECONDS;
         const row = {
           streams,
           batch,
           requestsPerSec: Math.round(r.rps),
-          eventsPerSec: Math.round(eventsPerSec),
+          eventsPerSec: Math.round(r.tallied / r.seconds),
           vsHello: Number((r.rps / helloLoad.rps).toFixed(3)),
-          p50ms: r.p50,
-          p99ms: r.p99,
-          non2xx: r.non2xx,
-          acknowledged: ok * batch,
+          p50ms: Number(r.p50.toFixed(1)),
+          p99ms: Number(r.p99.toFixed(1)),
+          non2xx: r.failed,
+          acknowledged: r.tallied,
           counted,
         };
         rows.push(row);

@@ -41,6 +41,10 @@ export class MetricActor extends DurableObject<Env> {
   #windows = new StreamWindows();
   #meta: Meta | null = null;
   #dedupCount = 0;
+  /** Whether the housekeeping alarm is known to be set, so ingest need not ask storage every batch. */
+  #alarmSet = false;
+  /** Ingest calls waiting for the next group commit. */
+  #pending: Array<{ req: IngestRequest; resolve: (r: IngestResult) => void; reject: (e: unknown) => void }> = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -79,57 +83,65 @@ export class MetricActor extends DurableObject<Env> {
     this.#windows = windows;
   }
 
-  /** Applies a batch of one stream's events; returns once they are durable. */
-  async ingest(req: IngestRequest): Promise<IngestResult> {
+  /**
+   * Applies a batch of one stream's events; resolves once they are durable.
+   *
+   * Group commit: batches that arrive while one is being prepared join it,
+   * and the whole group is admitted in arrival order and written in one
+   * transaction. Each caller still gets its own receipt, and none returns
+   * before the shared write is durable (the output gate holds the replies).
+   */
+  ingest(req: IngestRequest): Promise<IngestResult> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ req, resolve, reject });
+      if (this.#pending.length === 1) setTimeout(() => void this.#commitPending(), 0);
+    });
+  }
+
+  async #commitPending(): Promise<void> {
+    const group = this.#pending;
+    this.#pending = [];
     const now = Date.now();
-    const meta = this.#meta ?? {
-      tenant: req.tenant,
-      stream: req.stream,
+    const first = group[0].req;
+    const meta: Meta = this.#meta ?? {
+      tenant: first.tenant,
+      stream: first.stream,
       counters: { accepted: 0, duplicates: 0, late: 0, future: 0, rejected: {} },
       registered: false,
       firstEventAt: null,
       lastEventAt: null,
     };
     const counters = structuredClone(meta.counters);
-    const rejected: IngestResult["rejected"] = [];
-    const admitted: WindowEvent[] = [];
-    const newIds: string[] = [];
-    const seenInBatch = new Set<string>();
-    let duplicates = 0;
     const horizon = now - this.#config.DEDUP_HORIZON_MS;
+    const newIds = new Set<string>();
+    const admitted: WindowEvent[] = [];
     const countRejection = (code: EventErrorCode, n = 1) => {
       counters.rejected[code] = (counters.rejected[code] ?? 0) + n;
     };
-    for (const [code, n] of Object.entries(req.invalid ?? {})) countRejection(code as EventErrorCode, n ?? 0);
-
-    req.events.forEach((e, i) => {
-      if (e.id !== undefined) {
-        const seen =
-          seenInBatch.has(e.id) ||
-          this.#sql.exec("SELECT 1 FROM dedup WHERE id = ? AND seen >= ?", e.id, horizon).toArray().length > 0;
-        if (seen) {
-          duplicates++;
+    const results = group.map(({ req }): IngestResult => {
+      const result: IngestResult = { accepted: 0, duplicates: 0, rejected: [] };
+      for (const [code, n] of Object.entries(req.invalid ?? {})) countRejection(code as EventErrorCode, n ?? 0);
+      req.events.forEach((e, i) => {
+        if (e.id !== undefined && (newIds.has(e.id) || this.#seen(e.id, horizon))) {
+          result.duplicates++;
           return;
         }
-      }
-      const code = admitTime(e.ts, now, this.#config);
-      if (code) {
-        rejected.push({ i, code });
-        countRejection(code);
-        if (code === "too_late") counters.late++;
-        else counters.future++;
-        return;
-      }
-      if (e.id !== undefined) {
-        seenInBatch.add(e.id);
-        newIds.push(e.id);
-      }
-      admitted.push(e);
+        const code = admitTime(e.ts, now, this.#config);
+        if (code) {
+          result.rejected.push({ i, code });
+          countRejection(code);
+          if (code === "too_late") counters.late++;
+          else counters.future++;
+          return;
+        }
+        if (e.id !== undefined) newIds.add(e.id);
+        admitted.push(e);
+        result.accepted++;
+      });
+      counters.duplicates += result.duplicates;
+      return result;
     });
     counters.accepted += admitted.length;
-    counters.duplicates += duplicates;
-
-    const changed = this.#windows.apply(admitted);
     const next: Meta = {
       ...meta,
       counters,
@@ -137,25 +149,32 @@ export class MetricActor extends DurableObject<Env> {
       lastEventAt: admitted.length ? now : meta.lastEventAt,
     };
     try {
+      const changed = this.#windows.apply(admitted);
       this.ctx.storage.transactionSync(() => {
         this.#writeBuckets(changed.seconds);
         this.#writeRegisters(changed.registers);
-        for (const id of newIds) {
-          this.#sql.exec("INSERT OR REPLACE INTO dedup (id, seen) VALUES (?, ?)", id, now);
-        }
+        for (const id of newIds) this.#sql.exec("INSERT OR REPLACE INTO dedup (id, seen) VALUES (?, ?)", id, now);
         this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(next));
       });
     } catch (err) {
-      // Storage refused the batch: drop the in-memory changes by reloading the truth, and fail the call
-      // so the collector reports these events as not accepted.
+      // Storage refused the write: reload the truth (dropping the in-memory changes) and fail every
+      // caller of the group, so the collector reports their events as not accepted.
       this.#load();
-      throw err;
+      for (const p of group) p.reject(err);
+      return;
     }
     this.#meta = next;
-    this.#dedupCount += newIds.length;
-    await this.#ensureAlarm();
+    this.#dedupCount += newIds.size;
+    // A new stream joins its tenant's directory before its first receipt, so a list right after sees it.
     if (!next.registered) await this.#register();
-    return { accepted: admitted.length, duplicates, rejected };
+    group.forEach((p, k) => {
+      p.resolve(results[k]);
+    });
+    await this.#ensureAlarm();
+  }
+
+  #seen(id: string, horizon: number): boolean {
+    return this.#sql.exec("SELECT 1 FROM dedup WHERE id = ? AND seen >= ?", id, horizon).toArray().length > 0;
   }
 
   /** Live aggregates for one window or all four, plus the stream's counters. Null if the stream never received an event. */
@@ -175,6 +194,7 @@ export class MetricActor extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    this.#alarmSet = false;
     const now = Date.now();
     const gone = this.#windows.expire(now);
     this.ctx.storage.transactionSync(() => {
@@ -194,25 +214,30 @@ export class MetricActor extends DurableObject<Env> {
     if (this.#meta && !this.#meta.registered) await this.#register();
     if (this.#windows.buckets.size > 0 || this.#dedupCount > 0) {
       await this.ctx.storage.setAlarm(now + HOUSEKEEPING_MS);
+      this.#alarmSet = true;
     }
   }
 
   async #ensureAlarm(): Promise<void> {
+    if (this.#alarmSet) return;
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + HOUSEKEEPING_MS);
+    this.#alarmSet = true;
   }
 
   /** Adds the stream to its tenant's directory once; retried by later ingests and the alarm on failure. */
   async #register(): Promise<void> {
-    const meta = this.#meta;
-    if (meta === null) return;
+    if (this.#meta === null) return;
+    const { tenant, stream } = this.#meta;
     try {
-      const registry = this.env.TENANT_REGISTRY.getByName("global");
-      await registry.registerStream(meta.tenant, meta.stream);
-      this.#meta = { ...meta, registered: true };
-      this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(this.#meta));
+      await this.env.TENANT_REGISTRY.getByName("global").registerStream(tenant, stream);
     } catch {
-      // The directory is eventually consistent; the data is already safe.
+      return; // The directory is eventually consistent; the data is already safe. Retried later.
     }
+    // Read #meta again: other batches may have committed while the registry answered.
+    const current = this.#meta;
+    if (current === null || current.registered) return;
+    this.#meta = { ...current, registered: true };
+    this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(this.#meta));
   }
 
   #writeBuckets(seconds: Iterable<number>): void {

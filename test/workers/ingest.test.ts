@@ -110,6 +110,25 @@ describe("POST /v1/events", () => {
     expect(s.counters).toMatchObject({ accepted: 3, duplicates: 4 });
   });
 
+  it("gives each of many concurrent requests to one stream its own exact receipt (group commit)", async () => {
+    const t = await createTenant();
+    // 20 requests in flight at once, ids overlapping between neighbours: 10 ids each, 5 shared with the next.
+    const requests = Array.from({ length: 20 }, (_, r) =>
+      Array.from({ length: 10 }, (_, k) => ({ id: `c${r * 5 + k}`, name: "concurrent", value: r * 5 + k })),
+    );
+    const receipts = (await Promise.all(
+      requests.map(async (events) => (await sendJson(t.ingest, events)).json()),
+    )) as Array<{ accepted: number; duplicates: number; rejected: unknown[] }>;
+    const distinct = new Set(requests.flat().map((e) => e.id)).size;
+    expect(distinct).toBe(105);
+    for (const r of receipts) expect(r.accepted + r.duplicates).toBe(10);
+    expect(receipts.reduce((a, r) => a + r.accepted, 0)).toBe(distinct);
+    expect(receipts.reduce((a, r) => a + r.duplicates, 0)).toBe(200 - distinct);
+    const s = await stream(t.read, "concurrent", "1m");
+    expect(s.windows["1m"]).toMatchObject({ count: distinct, sum: (104 * 105) / 2 });
+    expect(s.counters).toMatchObject({ accepted: distinct, duplicates: 200 - distinct });
+  });
+
   it("routes a batch across many streams and acknowledges every one", async () => {
     const t = await createTenant();
     const events = Array.from({ length: 40 }, (_, i) => ({ name: `s${i % 20}`, value: i }));
