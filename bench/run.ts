@@ -23,6 +23,7 @@ const { values: args } = parseArgs({
     connections: { type: "string", default: "16" },
     streams: { type: "string", default: "1,100" },
     batches: { type: "string", default: "1,100,1000" },
+    "accuracy-only": { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -111,17 +112,32 @@ function accuracy() {
       return [`p${q * 100}`, Math.abs((quantile(sketch, q) as number) - exact) / exact];
     }),
   );
+  // Distinct users: several independent trials per size, so the spread shows, not one lucky draw.
   const distinct = Object.fromEntries(
-    [1000, 10_000, 100_000, 1_000_000].map((n) => {
-      const regs = new Uint8Array(REGISTERS);
-      for (let i = 0; i < n; i++) addUser(regs, `visitor-${i}-${n}`);
-      return [n, Math.abs(estimate(regs) - n) / n];
+    [
+      [1000, 30],
+      [10_000, 30],
+      [100_000, 20],
+      [1_000_000, 5],
+    ].map(([n, trials]) => {
+      const errs: number[] = [];
+      for (let t = 0; t < trials; t++) {
+        const regs = new Uint8Array(REGISTERS);
+        for (let i = 0; i < n; i++) addUser(regs, `visitor-${t}-${i}`);
+        errs.push(Math.abs(estimate(regs) - n) / n);
+      }
+      const rms = Math.sqrt(errs.reduce((a, e) => a + e * e, 0) / errs.length);
+      return [n, { trials, rms, max: Math.max(...errs) }];
     }),
   );
   return { quantiles, distinct, sketchBins: sketch.keys.length };
 }
 
 async function main() {
+  if (args["accuracy-only"]) {
+    console.log("accuracy:", JSON.stringify(accuracy(), null, 2));
+    return;
+  }
   const machine = `${cpus().length} × ${cpus()[0]?.model.trim()}, node ${process.version}`;
   console.log(`machine: ${machine}; ${SECONDS}s per case, ${CONNECTIONS} connections`);
 
