@@ -1,19 +1,33 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
+import { createTestDatabase } from "./test/support/pg";
+import { startBridge } from "./tools/pg-bridge";
 
 export const TEST_ADMIN_TOKEN = "test-operator-token";
 
-export default defineConfig({
-  plugins: [
-    cloudflareTest({
-      wrangler: { configPath: "./wrangler.toml" },
-      miniflare: {
-        bindings: { ADMIN_TOKEN: TEST_ADMIN_TOKEN, MAX_EVENTS_PER_BATCH: "50", MAX_BODY_BYTES: "65536" },
-      },
-    }),
-  ],
-  test: {
-    name: "workers",
-    include: ["test/workers/**/*.test.ts"],
-  },
+export default defineConfig(async () => {
+  // The real PostgreSQL, reached from workerd through the project's own WebSocket bridge.
+  const databaseUrl = await createTestDatabase("edgepulse_test_workers");
+  const bridge = await startBridge(0, "127.0.0.1", { unref: true });
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: {
+          bindings: {
+            ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+            MAX_EVENTS_PER_BATCH: "50",
+            MAX_BODY_BYTES: "65536",
+            DATABASE_URL: databaseUrl,
+            PG_BRIDGE: bridge.url,
+            FLUSH_INTERVAL_MS: "100",
+          },
+        },
+      }),
+    ],
+    test: {
+      name: "workers",
+      include: ["test/workers/**/*.test.ts"],
+    },
+  };
 });

@@ -53,6 +53,36 @@ export const CONFIG = {
     max: 300_000,
     description: "How long a verified API key is cached in a Worker isolate (ms); bounds revocation delay.",
   },
+  FLUSH_INTERVAL_MS: {
+    default: 2000,
+    min: 50,
+    max: 600_000,
+    description: "How often an actor with changed minutes writes them to PostgreSQL (ms).",
+  },
+  FLUSH_MAX_BACKOFF_MS: {
+    default: 300_000,
+    min: 1000,
+    max: 3_600_000,
+    description: "Longest wait between flush retries while PostgreSQL is unreachable (ms).",
+  },
+  RETENTION_MINUTE_DAYS: {
+    default: 7,
+    min: 1,
+    max: 3650,
+    description: "Days of one-minute history kept.",
+  },
+  RETENTION_HOUR_DAYS: {
+    default: 90,
+    min: 1,
+    max: 3650,
+    description: "Days of hourly history kept.",
+  },
+  RETENTION_DAY_DAYS: {
+    default: 730,
+    min: 1,
+    max: 36_500,
+    description: "Days of daily history kept.",
+  },
 } as const satisfies Record<string, ConfigEntry>;
 
 export type ConfigName = keyof typeof CONFIG;

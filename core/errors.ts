@@ -28,10 +28,27 @@ export const ERRORS = {
   key_not_found: { status: 404, message: "No such key for this tenant." },
   method_not_allowed: { status: 405, message: "Method not allowed." },
   stream_unavailable: { status: 503, message: "The stream's actor could not be reached; retry the request." },
+  history_disabled: { status: 503, message: "History is off: set DATABASE_URL to a PostgreSQL (Neon) database." },
+  invalid_step: { status: 400, message: "step must be one of 1m, 1h, 1d." },
+  invalid_range: { status: 400, message: "from and to must be timestamps with from before to." },
+  range_too_large: { status: 400, message: "The range holds too many steps; use a coarser step or a shorter range." },
   internal_error: { status: 500, message: "Something went wrong on our side." },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** An error with a stable code, thrown by runtime-free code; the API renders it like any client error. */
+export class CodedError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message?: string, details?: unknown) {
+    super(message ?? ERRORS[code].message);
+    this.name = "CodedError";
+    this.code = code;
+    this.details = details;
+  }
+}
 
 /** Per-event rejection codes, reported in receipts and counted per stream. */
 export const EVENT_ERRORS = {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addUser, estimate, hashUser, murmur3, REGISTERS, SlidingHll } from "./hll";
+import { addUser, estimate, hashUser, murmur3, PeriodHll, REGISTERS, SlidingHll } from "./hll";
 
 describe("murmur3", () => {
   it("matches the reference vectors", () => {
@@ -83,5 +83,44 @@ describe("SlidingHll", () => {
     copy.loadRegister(5, s.encodeRegister(5) as Uint8Array);
     expect(copy.lists[5]).toEqual([20, 2]);
     expect(s.encodeRegister(9)).toBeNull();
+  });
+});
+
+describe("PeriodHll", () => {
+  it("agrees with a plain HLL while sparse and after going dense, and round-trips", () => {
+    for (const n of [0, 5, 2000, 50_000]) {
+      const p = new PeriodHll();
+      const plain = new Uint8Array(REGISTERS);
+      for (let i = 0; i < n; i++) {
+        p.addUser(`p-${i}`);
+        addUser(plain, `p-${i}`);
+      }
+      expect(p.registers()).toEqual(plain);
+      const back = PeriodHll.decode(p.encode());
+      expect(back.registers()).toEqual(plain);
+      expect(back.estimate()).toBe(estimate(plain));
+    }
+  });
+
+  it("stays small while sparse", () => {
+    const p = new PeriodHll();
+    for (let i = 0; i < 100; i++) p.addUser(`s${i}`);
+    expect(p.encode().length).toBeLessThanOrEqual(1 + 100 * 3);
+  });
+
+  it("unions periods exactly: the union of parts equals one HLL over all users", () => {
+    const parts = [0, 1, 2].map((k) => {
+      const p = new PeriodHll();
+      for (let i = 0; i < 3000; i++) p.addUser(`u${k * 1000 + i}`);
+      return p;
+    });
+    const whole = new PeriodHll();
+    for (let i = 0; i < 5000; i++) whole.addUser(`u${i}`);
+    expect(PeriodHll.union(parts).registers()).toEqual(whole.registers());
+  });
+
+  it("refuses corrupt bytes", () => {
+    expect(() => PeriodHll.decode(new Uint8Array([1, 2]))).toThrow();
+    expect(() => PeriodHll.decode(new Uint8Array([9]))).toThrow();
   });
 });

@@ -186,3 +186,100 @@ export class SlidingHll {
     this.lists[reg] = ints.length === 0 ? undefined : Array.from(ints);
   }
 }
+
+/** Sparse until this many registers are set; dense (one byte per register) beyond. */
+const SPARSE_LIMIT = 2048;
+
+/**
+ * The registers of one period (a minute, an hour…): sparse while few users
+ * were seen, dense after. Serialises compactly for storage and merges by
+ * register-wise max, so periods roll up exactly.
+ */
+export class PeriodHll {
+  #sparse: Map<number, number> | null = new Map();
+  #dense: Uint8Array | null = null;
+
+  /** Raises a register; returns true if it changed. */
+  set(reg: number, rank: number): boolean {
+    if (this.#dense) {
+      if (this.#dense[reg] >= rank) return false;
+      this.#dense[reg] = rank;
+      return true;
+    }
+    const sparse = this.#sparse as Map<number, number>;
+    if ((sparse.get(reg) ?? 0) >= rank) return false;
+    sparse.set(reg, rank);
+    if (sparse.size > SPARSE_LIMIT) {
+      this.#dense = this.registers();
+      this.#sparse = null;
+    }
+    return true;
+  }
+
+  addUser(user: string): boolean {
+    const { reg, rank } = hashUser(user);
+    return this.set(reg, rank);
+  }
+
+  /** Register-wise max into `into` (allocated if absent). */
+  mergeInto(into: Uint8Array = new Uint8Array(REGISTERS)): Uint8Array {
+    if (this.#dense) {
+      for (let i = 0; i < REGISTERS; i++) if (this.#dense[i] > into[i]) into[i] = this.#dense[i];
+    } else {
+      for (const [reg, rank] of this.#sparse as Map<number, number>) if (rank > into[reg]) into[reg] = rank;
+    }
+    return into;
+  }
+
+  registers(): Uint8Array {
+    return this.mergeInto(new Uint8Array(REGISTERS));
+  }
+
+  estimate(): number {
+    return estimate(this.registers());
+  }
+
+  /** Bytes: [1, (u16 reg, u8 rank)…] when sparse, [2, REGISTERS bytes] when dense. */
+  encode(): Uint8Array {
+    if (this.#dense) {
+      const out = new Uint8Array(1 + REGISTERS);
+      out[0] = 2;
+      out.set(this.#dense, 1);
+      return out;
+    }
+    const sparse = this.#sparse as Map<number, number>;
+    const out = new Uint8Array(1 + sparse.size * 3);
+    out[0] = 1;
+    let o = 1;
+    for (const [reg, rank] of [...sparse].sort((a, b) => a[0] - b[0])) {
+      out[o++] = reg & 0xff;
+      out[o++] = reg >>> 8;
+      out[o++] = rank;
+    }
+    return out;
+  }
+
+  static decode(bytes: Uint8Array | ArrayBuffer): PeriodHll {
+    const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    const h = new PeriodHll();
+    if (u8.length === 0) return h;
+    if (u8[0] === 2) {
+      if (u8.length !== 1 + REGISTERS) throw new Error("corrupt dense HLL");
+      h.#dense = u8.slice(1);
+      h.#sparse = null;
+      return h;
+    }
+    if (u8[0] !== 1 || (u8.length - 1) % 3 !== 0) throw new Error("corrupt sparse HLL");
+    for (let o = 1; o < u8.length; o += 3) h.set(u8[o] | (u8[o + 1] << 8), u8[o + 2]);
+    return h;
+  }
+
+  /** Merges encoded HLLs into one. */
+  static union(parts: Iterable<PeriodHll>): PeriodHll {
+    const out = new PeriodHll();
+    const regs = new Uint8Array(REGISTERS);
+    for (const p of parts) p.mergeInto(regs);
+    for (let i = 0; i < REGISTERS; i++) if (regs[i] > 0) out.set(i, regs[i]);
+    return out;
+  }
+}

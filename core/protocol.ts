@@ -28,6 +28,19 @@ export interface StreamCounters {
   rejected: Partial<Record<EventErrorCode, number>>;
 }
 
+export interface FlushStatus {
+  /** Whether history (PostgreSQL) is configured. */
+  enabled: boolean;
+  /** Minutes whose history row is waiting to be written. */
+  pending_minutes: number;
+  /** Consecutive failed flushes (0 when healthy). */
+  failures: number;
+  last_flush_at: string | null;
+  last_error: string | null;
+  /** Minute rows written since this actor instance started. */
+  minutes_flushed: number;
+}
+
 export interface StreamSnapshot {
   stream: string;
   now: string;
@@ -35,6 +48,7 @@ export interface StreamSnapshot {
   counters: StreamCounters;
   first_event_at: string | null;
   last_event_at: string | null;
+  history: FlushStatus;
 }
 
 export interface KeyInfo {

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { hashUser } from "./hll";
-import { StreamWindows, secondOf, WINDOW_NAMES, WINDOWS, type WindowEvent } from "./window";
+import { hashUser, type PeriodHll } from "./hll";
+import { expiryCutoff, minuteOf, StreamWindows, secondOf, WINDOW_NAMES, WINDOWS, type WindowEvent } from "./window";
 
 const NOW = Date.UTC(2026, 10, 22, 10, 0, 0, 500);
 
@@ -109,7 +109,7 @@ describe("StreamWindows against a brute-force oracle", () => {
     expect(w.aggregates("5m", NOW + 60_000).count).toBe(1);
   });
 
-  it("expires buckets and registers older than the longest window, and reports what to delete", () => {
+  it("expires whole minutes older than the longest window, and reports what to delete", () => {
     const w = new StreamWindows();
     w.apply([
       { ts: NOW - 3_500_000, value: 1, user: "old" },
@@ -120,8 +120,41 @@ describe("StreamWindows against a brute-force oracle", () => {
     const gone = w.expire(later);
     expect(gone.seconds).toEqual([secondOf(NOW - 3_500_000)]);
     expect(gone.registers).toEqual([hashUser("old").reg]);
+    expect(gone.minutes).toEqual([minuteOf(secondOf(NOW - 3_500_000))]);
     expect(w.aggregates("1h", later)).toEqual(before);
     expect(w.buckets.size).toBe(1);
+  });
+
+  it("never expires part of a minute: a late event still finds its whole minute", () => {
+    const w = new StreamWindows();
+    const now = Date.UTC(2026, 10, 22, 10, 0, 30, 0); // 30 s into a minute
+    const edge = now - 3_600_000; // the oldest admissible instant, mid-minute
+    w.apply([{ ts: edge - 20_000, value: 1 }]); // same minute, 20 s earlier: already too late
+    w.expire(now);
+    expect(w.buckets.size).toBe(1);
+    w.apply([{ ts: edge, value: 2 }]);
+    expect(w.minute(minuteOf(secondOf(edge)))).toMatchObject({ count: 2, sum: 3 });
+    expect(expiryCutoff(now) % 60).toBe(0);
+  });
+
+  it("keeps each minute's full aggregate and distinct users", () => {
+    const w = new StreamWindows();
+    const m0 = minuteOf(secondOf(NOW));
+    const events: WindowEvent[] = [];
+    for (let i = 0; i < 600; i++) events.push({ ts: NOW - 60_000 + i * 200, value: i, user: `u${i % 40}` });
+    const r = w.apply(events);
+    expect([...r.minutes].sort()).toEqual([m0 - 1, m0, m0 + 1].filter((m) => r.minutes.has(m)));
+    let total = 0;
+    for (const m of r.minutes) {
+      const inMinute = events.filter((e) => minuteOf(secondOf(e.ts)) === m);
+      const b = w.minute(m);
+      expect(b.count).toBe(inMinute.length);
+      expect(b.sum).toBe(inMinute.reduce((a, e) => a + (e.value as number), 0));
+      const users = new Set(inMinute.map((e) => e.user)).size;
+      expect(Math.abs((w.minuteUsers.get(m) as PeriodHll).estimate() - users)).toBeLessThanOrEqual(1);
+      total += b.count;
+    }
+    expect(total).toBe(600);
   });
 
   it("reports which seconds and registers a batch changed", () => {

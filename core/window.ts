@@ -9,7 +9,7 @@
  * therefore count in the current windows at once.
  */
 import { addSketch, addValue, type Bins, EMPTY_SKETCH, freeze, quantile, type Sketch } from "./ddsketch";
-import { hashUser, SlidingHll } from "./hll";
+import { hashUser, PeriodHll, SlidingHll } from "./hll";
 
 export const WINDOWS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600 } as const;
 export type WindowName = keyof typeof WINDOWS;
@@ -59,7 +59,13 @@ export interface ApplyResult {
   seconds: Set<number>;
   /** HLL registers whose list changed (persist these rows). */
   registers: Set<number>;
+  /** Minutes (epoch seconds / 60) that received events: their history rows are out of date. */
+  minutes: Set<number>;
+  /** Minutes whose distinct-user registers changed (persist these). */
+  minuteUsers: Set<number>;
 }
+
+export const minuteOf = (sec: number): number => Math.floor(sec / 60);
 
 const emptyBucket = (): Bucket => ({
   count: 0,
@@ -84,12 +90,15 @@ export const secondOf = (ms: number): number => Math.floor(ms / 1000);
 export class StreamWindows {
   readonly buckets = new Map<number, Bucket>();
   readonly hll = new SlidingHll();
+  /** Distinct-user registers per minute, for history (the sliding HLL cannot split by minute). */
+  readonly minuteUsers = new Map<number, PeriodHll>();
   readonly #minutes = new Map<number, Bucket>();
 
   /** Applies admitted events. The caller has already checked lateness and dedup. */
   apply(events: Iterable<WindowEvent>): ApplyResult {
     const seconds = new Set<number>();
     const registers = new Set<number>();
+    const minuteUsers = new Set<number>();
     const pending = new Map<number, Bins>();
     for (const e of events) {
       const sec = secondOf(e.ts);
@@ -114,6 +123,13 @@ export class StreamWindows {
       if (e.user !== undefined) {
         const { reg, rank } = hashUser(e.user);
         if (this.hll.insert(reg, sec, rank)) registers.add(reg);
+        const m = minuteOf(sec);
+        let period = this.minuteUsers.get(m);
+        if (period === undefined) {
+          period = new PeriodHll();
+          this.minuteUsers.set(m, period);
+        }
+        if (period.set(reg, rank)) minuteUsers.add(m);
       }
       seconds.add(sec);
     }
@@ -122,8 +138,10 @@ export class StreamWindows {
       addSketch(bins, b.sketch);
       b.sketch = freeze(bins);
     }
-    for (const sec of seconds) this.#minutes.delete(Math.floor(sec / 60));
-    return { seconds, registers };
+    const minutes = new Set<number>();
+    for (const sec of seconds) minutes.add(minuteOf(sec));
+    for (const m of minutes) this.#minutes.delete(m);
+    return { seconds, registers, minutes, minuteUsers };
   }
 
   /** Sets a bucket loaded from storage. */
@@ -132,7 +150,8 @@ export class StreamWindows {
     this.#minutes.delete(Math.floor(sec / 60));
   }
 
-  #minute(m: number): Bucket {
+  /** The full aggregate of one minute (all its seconds merged); cached until the minute changes. */
+  minute(m: number): Bucket {
     const cached = this.#minutes.get(m);
     if (cached) return cached;
     const acc = emptyBucket();
@@ -163,7 +182,7 @@ export class StreamWindows {
       if (b) mergeInto(acc, b, bins);
     }
     const last = this.#lastSecond();
-    for (let m = firstFullMinute; m * 60 <= last; m++) mergeInto(acc, this.#minute(m), bins);
+    for (let m = firstFullMinute; m * 60 <= last; m++) mergeInto(acc, this.minute(m), bins);
     const sketch = freeze(bins);
     const hasValues = acc.valueCount > 0;
     const q = (p: number): number | null => {
@@ -190,19 +209,33 @@ export class StreamWindows {
   }
 
   /**
-   * Forgets everything older than the longest window. Returns the seconds
-   * and registers whose stored rows must be deleted or rewritten.
+   * Forgets everything older than the longest window, a whole minute at a
+   * time: an admitted event (lateness ≤ the longest window) always finds its
+   * whole minute still here, so a minute's aggregate is always complete.
+   * Returns what stored rows must be deleted or rewritten.
    */
-  expire(nowMs: number): { seconds: number[]; registers: number[] } {
-    const cutoff = secondOf(nowMs) - LONGEST_WINDOW_SECONDS;
+  expire(nowMs: number): { seconds: number[]; registers: number[]; minutes: number[] } {
+    const cutoff = expiryCutoff(nowMs);
     const seconds: number[] = [];
     for (const s of this.buckets.keys()) {
       if (s < cutoff) {
         seconds.push(s);
         this.buckets.delete(s);
-        this.#minutes.delete(Math.floor(s / 60));
+        this.#minutes.delete(minuteOf(s));
       }
     }
-    return { seconds, registers: this.hll.expire(cutoff) };
+    const minutes: number[] = [];
+    for (const m of this.minuteUsers.keys()) {
+      if (m * 60 < cutoff) {
+        minutes.push(m);
+        this.minuteUsers.delete(m);
+      }
+    }
+    return { seconds, registers: this.hll.expire(cutoff), minutes };
   }
+}
+
+/** The first second kept: the start of the minute holding now − the longest window. */
+export function expiryCutoff(nowMs: number): number {
+  return minuteOf(secondOf(nowMs) - LONGEST_WINDOW_SECONDS) * 60;
 }

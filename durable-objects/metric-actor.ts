@@ -4,14 +4,25 @@
  * SQLite storage in one transaction before the RPC returns (the output gate
  * holds the reply until the write is durable), so eviction, restart and
  * redeploy lose nothing: memory is a cache rebuilt from storage on start.
+ *
+ * History: each minute that received events is marked in an outbox (in the
+ * same transaction). The alarm writes those minutes' full aggregates to
+ * PostgreSQL as absolute values, so retries and late events are harmless,
+ * and clears an outbox entry only if the minute did not change meanwhile.
+ * While PostgreSQL is unreachable the outbox waits (backing off); a minute
+ * about to leave the ring is frozen into the outbox first, so nothing is lost.
  */
 import { DurableObject } from "cloudflare:workers";
 import { type Config, loadConfig } from "../core/config";
 import { decode as decodeSketch, encode as encodeSketch } from "../core/ddsketch";
 import type { EventErrorCode } from "../core/errors";
 import { admitTime } from "../core/event";
-import type { IngestRequest, IngestResult, StreamCounters, StreamSnapshot } from "../core/protocol";
-import { StreamWindows, WINDOW_NAMES, type WindowEvent, type WindowName } from "../core/window";
+import { PeriodHll } from "../core/hll";
+import type { FlushStatus, IngestRequest, IngestResult, StreamCounters, StreamSnapshot } from "../core/protocol";
+import { expiryCutoff, StreamWindows, WINDOW_NAMES, type WindowEvent, type WindowName } from "../core/window";
+import { historyEnabled, withDb } from "../db/client";
+import { type AggregateInsert, upsertAggregates } from "../db/history";
+import { metricsMinute } from "../db/schema";
 
 /** Expiry runs at least this often while the actor holds data. */
 const HOUSEKEEPING_MS = 60_000;
@@ -33,7 +44,27 @@ const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS hll (reg INTEGER PRIMARY KEY, pairs BLOB NOT NULL)",
   "CREATE TABLE IF NOT EXISTS dedup (id TEXT PRIMARY KEY, seen INTEGER NOT NULL) WITHOUT ROWID",
   "CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen)",
+  "CREATE TABLE IF NOT EXISTS minute_hll (minute INTEGER PRIMARY KEY, regs BLOB NOT NULL)",
+  // Minutes whose history row is out of date. `version` grows with every change; a frozen row holds the
+  // minute's final aggregate once its buckets have left the ring.
+  `CREATE TABLE IF NOT EXISTS outbox (
+     minute INTEGER PRIMARY KEY, version INTEGER NOT NULL, frozen INTEGER NOT NULL DEFAULT 0,
+     count INTEGER, value_count INTEGER, sum REAL, min REAL, max REAL, sketch BLOB, hll BLOB)`,
 ];
+
+interface OutboxRow {
+  minute: number;
+  version: number;
+  frozen: number;
+  count: number | null;
+  value_count: number | null;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  sketch: ArrayBuffer | null;
+  hll: ArrayBuffer | null;
+  [k: string]: SqlStorageValue;
+}
 
 export class MetricActor extends DurableObject<Env> {
   readonly #config: Config;
@@ -41,8 +72,11 @@ export class MetricActor extends DurableObject<Env> {
   #windows = new StreamWindows();
   #meta: Meta | null = null;
   #dedupCount = 0;
-  /** Whether the housekeeping alarm is known to be set, so ingest need not ask storage every batch. */
-  #alarmSet = false;
+  /** When the alarm is set for (ms), as far as this instance knows; null = unknown, ask storage. */
+  #alarmAt: number | null = null;
+  /** Minute → version of unflushed changes (mirror of the outbox table). */
+  #outbox = new Map<number, number>();
+  #flush = { failures: 0, nextAt: 0, lastAt: null as number | null, lastError: null as string | null, flushed: 0 };
   /** Ingest calls waiting for the next group commit. */
   #pending: Array<{ req: IngestRequest; resolve: (r: IngestResult) => void; reject: (e: unknown) => void }> = [];
 
@@ -79,6 +113,15 @@ export class MetricActor extends DurableObject<Env> {
     for (const row of this.#sql.exec<{ reg: number; pairs: ArrayBuffer }>("SELECT reg, pairs FROM hll")) {
       windows.hll.loadRegister(row.reg, row.pairs);
     }
+    for (const row of this.#sql.exec<{ minute: number; regs: ArrayBuffer }>("SELECT minute, regs FROM minute_hll")) {
+      windows.minuteUsers.set(row.minute, PeriodHll.decode(row.regs));
+    }
+    this.#outbox = new Map(
+      this.#sql
+        .exec<{ minute: number; version: number }>("SELECT minute, version FROM outbox")
+        .toArray()
+        .map((r) => [r.minute, r.version]),
+    );
     this.#dedupCount = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM dedup").one().n;
     this.#windows = windows;
   }
@@ -148,11 +191,27 @@ export class MetricActor extends DurableObject<Env> {
       firstEventAt: meta.firstEventAt ?? (admitted.length ? now : null),
       lastEventAt: admitted.length ? now : meta.lastEventAt,
     };
+    const history = historyEnabled(this.env);
     try {
       const changed = this.#windows.apply(admitted);
       this.ctx.storage.transactionSync(() => {
         this.#writeBuckets(changed.seconds);
         this.#writeRegisters(changed.registers);
+        if (history) {
+          for (const m of changed.minuteUsers) {
+            const regs = this.#windows.minuteUsers.get(m)?.encode();
+            if (regs) this.#sql.exec("INSERT OR REPLACE INTO minute_hll (minute, regs) VALUES (?, ?)", m, regs);
+          }
+          for (const m of changed.minutes) {
+            const version = (this.#outbox.get(m) ?? 0) + 1;
+            this.#sql.exec(
+              "INSERT INTO outbox (minute, version) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET version = excluded.version",
+              m,
+              version,
+            );
+            this.#outbox.set(m, version);
+          }
+        }
         for (const id of newIds) this.#sql.exec("INSERT OR REPLACE INTO dedup (id, seen) VALUES (?, ?)", id, now);
         this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(next));
       });
@@ -170,7 +229,7 @@ export class MetricActor extends DurableObject<Env> {
     group.forEach((p, k) => {
       p.resolve(results[k]);
     });
-    await this.#ensureAlarm();
+    await this.#ensureAlarm(Date.now() + (this.#outbox.size > 0 ? this.#config.FLUSH_INTERVAL_MS : HOUSEKEEPING_MS));
   }
 
   #seen(id: string, horizon: number): boolean {
@@ -190,38 +249,148 @@ export class MetricActor extends DurableObject<Env> {
       counters: meta.counters,
       first_event_at: meta.firstEventAt === null ? null : new Date(meta.firstEventAt).toISOString(),
       last_event_at: meta.lastEventAt === null ? null : new Date(meta.lastEventAt).toISOString(),
+      history: this.flushStatus(),
     };
   }
 
+  /** How far history lags: minutes waiting for PostgreSQL, and the last flush's outcome. */
+  flushStatus(): FlushStatus {
+    return {
+      enabled: historyEnabled(this.env),
+      pending_minutes: this.#outbox.size,
+      failures: this.#flush.failures,
+      last_flush_at: this.#flush.lastAt === null ? null : new Date(this.#flush.lastAt).toISOString(),
+      last_error: this.#flush.lastError,
+      minutes_flushed: this.#flush.flushed,
+    };
+  }
+
+  /** The one alarm: expiry and dedup cleanup, then the history flush, then the next wake-up. */
   override async alarm(): Promise<void> {
-    this.#alarmSet = false;
+    this.#alarmAt = null;
     const now = Date.now();
-    const gone = this.#windows.expire(now);
-    this.ctx.storage.transactionSync(() => {
-      for (const sec of gone.seconds) this.#sql.exec("DELETE FROM buckets WHERE sec = ?", sec);
-      this.#writeRegisters(gone.registers);
-      const horizon = now - this.#config.DEDUP_HORIZON_MS;
-      let removed = this.#sql.exec("DELETE FROM dedup WHERE seen < ?", horizon).rowsWritten;
-      const excess = this.#dedupCount - removed - this.#config.DEDUP_MAX_IDS;
-      if (excess > 0) {
-        removed += this.#sql.exec(
-          "DELETE FROM dedup WHERE id IN (SELECT id FROM dedup ORDER BY seen LIMIT ?)",
-          excess,
-        ).rowsWritten;
-      }
-      this.#dedupCount = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM dedup").one().n;
-    });
+    this.#expire(now);
     if (this.#meta && !this.#meta.registered) await this.#register();
-    if (this.#windows.buckets.size > 0 || this.#dedupCount > 0) {
-      await this.ctx.storage.setAlarm(now + HOUSEKEEPING_MS);
-      this.#alarmSet = true;
+    const history = historyEnabled(this.env);
+    if (history && this.#outbox.size > 0 && now >= this.#flush.nextAt) await this.#flushOutbox();
+    if (history && this.#outbox.size > 0) {
+      await this.#ensureAlarm(Math.max(Date.now() + this.#config.FLUSH_INTERVAL_MS, this.#flush.nextAt));
+    } else if (this.#windows.buckets.size > 0 || this.#dedupCount > 0) {
+      await this.#ensureAlarm(Date.now() + HOUSEKEEPING_MS);
     }
   }
 
-  async #ensureAlarm(): Promise<void> {
-    if (this.#alarmSet) return;
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + HOUSEKEEPING_MS);
-    this.#alarmSet = true;
+  #expire(now: number): void {
+    const cutoff = expiryCutoff(now);
+    this.ctx.storage.transactionSync(() => {
+      // Freeze unflushed minutes about to leave the ring: their aggregate is final (too late for new events).
+      for (const m of this.#outbox.keys()) {
+        if (m * 60 >= cutoff) continue;
+        const frozen = this.#sql.exec<{ frozen: number }>("SELECT frozen FROM outbox WHERE minute = ?", m).one().frozen;
+        if (frozen) continue;
+        const row = this.#minuteRow(m);
+        this.#sql.exec(
+          "UPDATE outbox SET frozen = 1, count = ?, value_count = ?, sum = ?, min = ?, max = ?, sketch = ?, hll = ? WHERE minute = ?",
+          row.count,
+          row.valueCount,
+          row.sum,
+          row.min,
+          row.max,
+          row.sketch,
+          row.hll,
+          m,
+        );
+      }
+      const gone = this.#windows.expire(now);
+      for (const sec of gone.seconds) this.#sql.exec("DELETE FROM buckets WHERE sec = ?", sec);
+      for (const m of gone.minutes) this.#sql.exec("DELETE FROM minute_hll WHERE minute = ?", m);
+      this.#writeRegisters(gone.registers);
+      const horizon = now - this.#config.DEDUP_HORIZON_MS;
+      const removed = this.#sql.exec("DELETE FROM dedup WHERE seen < ?", horizon).rowsWritten;
+      const excess = this.#dedupCount - removed - this.#config.DEDUP_MAX_IDS;
+      if (excess > 0) {
+        this.#sql.exec("DELETE FROM dedup WHERE id IN (SELECT id FROM dedup ORDER BY seen LIMIT ?)", excess);
+      }
+      this.#dedupCount = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM dedup").one().n;
+    });
+  }
+
+  /** The minute's full aggregate, as a history row. */
+  #minuteRow(m: number): AggregateInsert {
+    const b = this.#windows.minute(m);
+    const meta = this.#meta as Meta;
+    return {
+      tenantId: meta.tenant,
+      stream: meta.stream,
+      bucket: new Date(m * 60_000),
+      count: b.count,
+      valueCount: b.valueCount,
+      sum: b.sum,
+      min: b.valueCount > 0 ? b.min : null,
+      max: b.valueCount > 0 ? b.max : null,
+      sketch: encodeSketch(b.sketch),
+      hll: (this.#windows.minuteUsers.get(m) ?? new PeriodHll()).encode(),
+    };
+  }
+
+  /** Writes every outbox minute to PostgreSQL; clears the entries that did not change meanwhile. */
+  async #flushOutbox(): Promise<void> {
+    const meta = this.#meta as Meta;
+    const versions = new Map(this.#outbox);
+    const frozen = new Map(
+      this.#sql
+        .exec<OutboxRow>("SELECT * FROM outbox WHERE frozen = 1")
+        .toArray()
+        .map((r) => [r.minute, r]),
+    );
+    const rows: AggregateInsert[] = [...versions.keys()].map((m) => {
+      const f = frozen.get(m);
+      if (!f) return this.#minuteRow(m);
+      return {
+        tenantId: meta.tenant,
+        stream: meta.stream,
+        bucket: new Date(m * 60_000),
+        count: f.count as number,
+        valueCount: f.value_count as number,
+        sum: f.sum as number,
+        min: f.min,
+        max: f.max,
+        sketch: new Uint8Array(f.sketch as ArrayBuffer),
+        hll: new Uint8Array(f.hll as ArrayBuffer),
+      };
+    });
+    try {
+      await withDb(this.env, (db) => upsertAggregates(db, metricsMinute, rows));
+    } catch (err) {
+      this.#flush.failures++;
+      this.#flush.lastError = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 300);
+      const backoff = Math.min(
+        this.#config.FLUSH_INTERVAL_MS * 2 ** this.#flush.failures,
+        this.#config.FLUSH_MAX_BACKOFF_MS,
+      );
+      this.#flush.nextAt = Date.now() + backoff;
+      return;
+    }
+    this.ctx.storage.transactionSync(() => {
+      for (const [m, version] of versions) {
+        if (this.#outbox.get(m) !== version) continue; // changed while we wrote: flush again next time
+        this.#sql.exec("DELETE FROM outbox WHERE minute = ? AND version = ?", m, version);
+        this.#outbox.delete(m);
+      }
+    });
+    this.#flush.failures = 0;
+    this.#flush.nextAt = 0;
+    this.#flush.lastAt = Date.now();
+    this.#flush.lastError = null;
+    this.#flush.flushed += rows.length;
+  }
+
+  /** Makes sure the alarm fires no later than `at`. */
+  async #ensureAlarm(at: number): Promise<void> {
+    if (this.#alarmAt === null) this.#alarmAt = await this.ctx.storage.getAlarm();
+    if (this.#alarmAt !== null && this.#alarmAt <= at) return;
+    await this.ctx.storage.setAlarm(at);
+    this.#alarmAt = at;
   }
 
   /** Adds the stream to its tenant's directory once; retried by later ingests and the alarm on failure. */

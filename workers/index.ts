@@ -7,6 +7,7 @@ import { aggregator } from "./aggregator/app";
 import { collector } from "./collector/app";
 import { notFound, onError } from "./lib/errors";
 import type { AppEnv } from "./lib/types";
+import { runMaintenance } from "./maintenance";
 
 export { MetricActor } from "../durable-objects/metric-actor";
 export { TenantRegistry } from "../durable-objects/tenant-registry";
@@ -19,4 +20,12 @@ app.notFound(notFound);
 
 export default {
   fetch: app.fetch,
+  async scheduled(controller, env, ctx) {
+    ctx.waitUntil(
+      runMaintenance(env, new Date(controller.scheduledTime)).catch((err: Error) => {
+        // The next run retries everything (rollups are absolute upserts); log the class and message only.
+        console.error(`edgepulse: maintenance failed: ${err.name}: ${err.message}`);
+      }),
+    );
+  },
 } satisfies ExportedHandler<Env>;

@@ -5,8 +5,11 @@
  */
 import { Hono } from "hono";
 import { isStreamName } from "../../core/event";
+import { parseHistoryQuery } from "../../core/history-query";
 import type { StreamSnapshot } from "../../core/protocol";
 import { isWindowName, type WindowName } from "../../core/window";
+import { historyEnabled, withDb } from "../../db/client";
+import { queryHistory } from "../../db/history";
 import pkg from "../../package.json";
 import { requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
@@ -69,6 +72,17 @@ aggregator.get("/v1/streams/:name", requireKey("read"), async (c) => {
   const snapshot = await c.env.METRIC_ACTOR.getByName(`${tenantId}/${name}`).snapshot(window);
   if (snapshot === null) throw new ApiError("stream_not_found", `No events have been received for stream '${name}'.`);
   return c.json(snapshot);
+});
+
+/** History from PostgreSQL: every aggregate per step over [from, to). */
+aggregator.get("/v1/streams/:name/history", requireKey("read"), async (c) => {
+  const { tenantId } = c.get("grant");
+  const name = c.req.param("name");
+  if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
+  if (!historyEnabled(c.env)) throw new ApiError("history_disabled");
+  const q = parseHistoryQuery(c.req.query("from"), c.req.query("to"), c.req.query("step"), Date.now());
+  const points = await withDb(c.env, (db) => queryHistory(db, tenantId, name, q.from, q.to, q.step));
+  return c.json({ stream: name, step: q.step, from: q.from.toISOString(), to: q.to.toISOString(), points });
 });
 
 aggregator.route("/", control);

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ERRORS, type ErrorCode } from "../../core/errors";
+import { CodedError, ERRORS, type ErrorCode } from "../../core/errors";
 
 /** A client error with a stable code; rendered by `onError` as `{ error: { code, message, details? } }`. */
 export class ApiError extends HTTPException {
@@ -22,6 +22,9 @@ export function errorBody(code: ErrorCode, message: string, details?: unknown) {
 export function onError(err: Error, c: Context): Response {
   if (err instanceof ApiError) {
     return c.json(errorBody(err.code, err.message, err.details), err.status);
+  }
+  if (err instanceof CodedError) {
+    return c.json(errorBody(err.code, err.message, err.details), ERRORS[err.code].status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException) {
     const code: ErrorCode =

@@ -1,9 +1,10 @@
 import { defineConfig } from "vitest/config";
 
+/** Node-side tests against real services: the database layer, and the end-to-end stack of `npm start`. */
 export default defineConfig({
   test: {
-    name: "e2e",
-    include: ["test/e2e/**/*.test.ts"],
+    name: "node",
+    include: ["test/db/**/*.test.ts", "test/e2e/**/*.test.ts"],
     environment: "node",
     testTimeout: 60_000,
     hookTimeout: 180_000,
