@@ -1,12 +1,15 @@
 import { gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createTestDatabase } from "../support/pg";
 import { createTenant, type Keys, type Stack, startStack } from "../support/stack";
 
 let stack: Stack;
 let keys: Keys;
+let databaseUrl: string;
 
 beforeAll(async () => {
-  stack = await startStack();
+  databaseUrl = await createTestDatabase("edgepulse_test_e2e");
+  stack = await startStack({ extraEnv: { DATABASE_URL: databaseUrl } });
   keys = await createTenant(stack, "e2e");
 }, 180_000);
 
@@ -82,12 +85,62 @@ describe("npm start's stack, over HTTP", () => {
     expect(unauth.status).toBe(401);
   });
 
+  it("writes the same figures to PostgreSQL history within seconds", async () => {
+    const history = await vi.waitFor(
+      async () => {
+        const h = (await read("/v1/streams/checkout.completed/history?step=1m")) as unknown as {
+          points: Array<{ count: number; sum: number }>;
+        };
+        expect(h.points.reduce((a, p) => a + p.count, 0)).toBe(300);
+        return h;
+      },
+      { timeout: 30_000, interval: 250 },
+    );
+    const live = await read("/v1/streams/checkout.completed?window=1h");
+    expect(history.points.reduce((a, p) => a + p.sum, 0)).toBe(live.windows["1h"].sum);
+  });
+
   it("keeps every figure across a full restart of the stack (workerd and all actors)", async () => {
     const before = await read("/v1/streams/checkout.completed");
     await stack.stop();
-    stack = await startStack({ state: stack.state, vars: stack.vars, port: stack.port });
+    stack = await startStack({
+      state: stack.state,
+      vars: stack.vars,
+      port: stack.port,
+      extraEnv: { DATABASE_URL: databaseUrl },
+    });
     const after = await read("/v1/streams/checkout.completed");
     for (const w of ["5m", "15m", "1h"]) expect(after.windows[w]).toEqual(before.windows[w]);
     expect(after.counters).toEqual(before.counters);
+  }, 180_000);
+});
+
+describe("npm start with no database configured", () => {
+  it("runs an embedded PostgreSQL, so history works with nothing installed", async () => {
+    const embedded = await startStack({ extraEnv: { DATABASE_URL: "" } });
+    try {
+      const k = await createTenant(embedded, "embedded");
+      const res = await fetch(`${embedded.url}/v1/events`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${k.ingest}`, "content-type": "application/json" },
+        body: JSON.stringify([
+          { name: "signup", value: 1, user: "a" },
+          { name: "signup", value: 2, user: "b" },
+        ]),
+      });
+      expect(await res.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+      await vi.waitFor(
+        async () => {
+          const h = await fetch(`${embedded.url}/v1/streams/signup/history?step=1m`, {
+            headers: { authorization: `Bearer ${k.read}` },
+          });
+          const body = (await h.json()) as { points: Array<{ count: number; sum: number; distinct_users: number }> };
+          expect(body.points).toEqual([expect.objectContaining({ count: 2, sum: 3, distinct_users: 2 })]);
+        },
+        { timeout: 30_000, interval: 250 },
+      );
+    } finally {
+      await embedded.stop();
+    }
   }, 180_000);
 });

@@ -4,14 +4,15 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { freePort } from "./ports";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..");
 
 export interface Stack {
   url: string;
+  pgdata: string;
   port: number;
   token: string;
   state: string;
@@ -20,21 +21,14 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once("error", rej);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => res(port));
-    });
-  });
-}
+export { freePort };
 
 export interface StackOptions {
   state?: string;
   vars?: string;
   port?: number;
+  /** Folder of the embedded PostgreSQL; used when extraEnv has no DATABASE_URL. */
+  pgdata?: string;
   extraEnv?: Record<string, string>;
 }
 
@@ -42,11 +36,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "edgepulse-"));
   const state = opts.state ?? join(dir, "state");
   const vars = opts.vars ?? join(dir, ".dev.vars");
+  const pgdata = opts.pgdata ?? join(dir, "pgdata");
   const port = opts.port ?? (await freePort());
   const tsx = join(ROOT, "node_modules", "tsx", "dist", "cli.mjs");
   const child = spawn(
     process.execPath,
-    [tsx, "tools/dev.ts", "--port", String(port), "--state", state, "--vars", vars, "--quiet"],
+    [tsx, "tools/dev.ts", "--port", String(port), "--state", state, "--vars", vars, "--pgdata", pgdata, "--quiet"],
     { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.extraEnv } },
   );
   let output = "";
@@ -72,6 +67,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const token = (/^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(vars, "utf8")) as RegExpExecArray)[1];
   return {
     url: `http://127.0.0.1:${port}`,
+    pgdata,
     port,
     token,
     state,
