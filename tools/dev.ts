@@ -91,16 +91,17 @@ async function setUpHistory(): Promise<{ vars: string[]; label: string }> {
   const url = external ?? (await startEmbeddedPostgres(args.pgdata));
   await migrateDatabase(url);
   const vars = ["--var", `DATABASE_URL:${url}`];
+  const where = new URL(url);
+  let label = external
+    ? `PostgreSQL at ${where.host}${where.pathname}`
+    : `embedded PostgreSQL (PGlite) in ${args.pgdata}`;
   if (!isNeon(url)) {
     const bridge = await startBridge(0);
     cleanups.push(() => bridge.close());
     vars.push("--var", `PG_BRIDGE:${bridge.url}`);
+    label += `, via bridge ws://${bridge.url}`;
   }
-  const where = new URL(url);
-  return {
-    vars,
-    label: external ? `PostgreSQL at ${where.host}${where.pathname}` : `embedded PostgreSQL (PGlite) in ${args.pgdata}`,
-  };
+  return { vars, label };
 }
 
 async function shutdown(code: number): Promise<never> {

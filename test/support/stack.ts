@@ -12,6 +12,8 @@ export const ROOT = resolve(import.meta.dirname, "..", "..");
 
 export interface Stack {
   url: string;
+  /** host:port of dev.ts's PostgreSQL bridge (POST /__bridge/down|up simulates an outage). */
+  bridge: string | null;
   pgdata: string;
   port: number;
   token: string;
@@ -65,8 +67,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     });
   });
   const token = (/^ADMIN_TOKEN=(.+)$/m.exec(readFileSync(vars, "utf8")) as RegExpExecArray)[1];
+  const bridge = /via bridge ws:\/\/(\S+)/.exec(output)?.[1] ?? null;
   return {
     url: `http://127.0.0.1:${port}`,
+    bridge,
     pgdata,
     port,
     token,
