@@ -30,9 +30,8 @@ export interface Bucket {
   sketch: Sketch;
 }
 
-export interface Aggregates {
-  window: WindowName;
-  seconds: number;
+/** The figures reported for any period: a live window or a history step. */
+export interface Figures {
   count: number;
   rate: number;
   /** Aggregates over events that carry a value; null when none did. */
@@ -46,6 +45,32 @@ export interface Aggregates {
   p95: number | null;
   p99: number | null;
   distinct_users: number;
+}
+
+export interface Aggregates extends Figures {
+  window: WindowName;
+  seconds: number;
+}
+
+/** Computes the reported figures of a merged period. Quantiles are clamped to the exact min and max. */
+export function figures(b: Bucket, seconds: number, distinctUsers: number): Figures {
+  const hasValues = b.valueCount > 0;
+  const q = (p: number): number | null =>
+    hasValues ? Math.min(b.max, Math.max(b.min, quantile(b.sketch, p, b.valueCount) as number)) : null;
+  return {
+    count: b.count,
+    rate: b.count / seconds,
+    value_count: b.valueCount,
+    sum: b.sum,
+    min: hasValues ? b.min : null,
+    max: hasValues ? b.max : null,
+    mean: hasValues ? b.sum / b.valueCount : null,
+    p50: q(0.5),
+    p90: q(0.9),
+    p95: q(0.95),
+    p99: q(0.99),
+    distinct_users: distinctUsers,
+  };
 }
 
 export interface WindowEvent {
@@ -183,29 +208,8 @@ export class StreamWindows {
     }
     const last = this.#lastSecond();
     for (let m = firstFullMinute; m * 60 <= last; m++) mergeInto(acc, this.minute(m), bins);
-    const sketch = freeze(bins);
-    const hasValues = acc.valueCount > 0;
-    const q = (p: number): number | null => {
-      if (!hasValues) return null;
-      const v = quantile(sketch, p, acc.valueCount) as number;
-      return Math.min(acc.max, Math.max(acc.min, v));
-    };
-    return {
-      window,
-      seconds,
-      count: acc.count,
-      rate: acc.count / seconds,
-      value_count: acc.valueCount,
-      sum: acc.sum,
-      min: hasValues ? acc.min : null,
-      max: hasValues ? acc.max : null,
-      mean: hasValues ? acc.sum / acc.valueCount : null,
-      p50: q(0.5),
-      p90: q(0.9),
-      p95: q(0.95),
-      p99: q(0.99),
-      distinct_users: this.hll.distinctSince(start),
-    };
+    acc.sketch = freeze(bins);
+    return { window, seconds, ...figures(acc, seconds, this.hll.distinctSince(start)) };
   }
 
   /**

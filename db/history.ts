@@ -4,9 +4,10 @@
  * min/max compare, DDSketches add bin-wise, HyperLogLogs take register-wise max.
  */
 import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
-import { decode as decodeSketch, encode as encodeSketch, merge as mergeSketches, quantile } from "../core/ddsketch";
+import { decode as decodeSketch, encode as encodeSketch, merge as mergeSketches } from "../core/ddsketch";
 import { HISTORY_STEP_MS, type HistoryStepName } from "../core/history-query";
 import { PeriodHll } from "../core/hll";
+import { type Figures, figures } from "../core/window";
 import type { Db } from "./maintenance";
 import { type AggregateTable, metricsDay, metricsHour, metricsMinute, rollupState } from "./schema";
 
@@ -62,42 +63,21 @@ export function mergeRows(rows: AggregateValues[]): AggregateValues {
   };
 }
 
-export interface HistoryPoint {
+export interface HistoryPoint extends Figures {
   t: string;
-  count: number;
-  rate: number;
-  value_count: number;
-  sum: number;
-  min: number | null;
-  max: number | null;
-  mean: number | null;
-  p50: number | null;
-  p90: number | null;
-  p95: number | null;
-  p99: number | null;
-  distinct_users: number;
 }
 
 export function toPoint(bucket: Date, stepSeconds: number, a: AggregateValues): HistoryPoint {
-  const sketch = decodeSketch(a.sketch);
   const has = a.valueCount > 0 && a.min !== null && a.max !== null;
-  const q = (p: number) =>
-    has ? Math.min(a.max as number, Math.max(a.min as number, quantile(sketch, p, a.valueCount) as number)) : null;
-  return {
-    t: bucket.toISOString(),
+  const b = {
     count: a.count,
-    rate: a.count / stepSeconds,
-    value_count: a.valueCount,
+    valueCount: a.valueCount,
     sum: a.sum,
-    min: has ? a.min : null,
-    max: has ? a.max : null,
-    mean: has ? a.sum / a.valueCount : null,
-    p50: q(0.5),
-    p90: q(0.9),
-    p95: q(0.95),
-    p99: q(0.99),
-    distinct_users: PeriodHll.decode(a.hll).estimate(),
+    min: has ? (a.min as number) : Number.POSITIVE_INFINITY,
+    max: has ? (a.max as number) : Number.NEGATIVE_INFINITY,
+    sketch: decodeSketch(a.sketch),
   };
+  return { t: bucket.toISOString(), ...figures(b, stepSeconds, PeriodHll.decode(a.hll).estimate()) };
 }
 
 /** One tenant's stream's rows of one table in [from, to), oldest first. */
