@@ -73,6 +73,20 @@ export function figures(b: Bucket, seconds: number, distinctUsers: number): Figu
   };
 }
 
+/** One chart point: a period's count and value percentiles. */
+export interface SeriesPoint {
+  t: number;
+  count: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+function seriesPoint(t: number, b: Bucket): SeriesPoint {
+  const f = figures(b, 1, 0);
+  return { t, count: b.count, p50: f.p50, p95: f.p95, p99: f.p99 };
+}
+
 export interface WindowEvent {
   ts: number;
   value?: number;
@@ -210,6 +224,28 @@ export class StreamWindows {
     for (let m = firstFullMinute; m * 60 <= last; m++) mergeInto(acc, this.minute(m), bins);
     acc.sketch = freeze(bins);
     return { window, seconds, ...figures(acc, seconds, this.hll.distinctSince(start)) };
+  }
+
+  /** Chart points for the last `n` seconds (one per second with events), oldest first. */
+  secondSeries(nowMs: number, n: number): SeriesPoint[] {
+    const out: SeriesPoint[] = [];
+    const end = secondOf(nowMs);
+    for (let s = end - n + 1; s <= end; s++) {
+      const b = this.buckets.get(s);
+      if (b) out.push(seriesPoint(s * 1000, b));
+    }
+    return out;
+  }
+
+  /** Chart points for the last `n` minutes (one per minute with events), oldest first. */
+  minuteSeries(nowMs: number, n: number): SeriesPoint[] {
+    const out: SeriesPoint[] = [];
+    const end = minuteOf(secondOf(nowMs));
+    for (let m = end - n + 1; m <= end; m++) {
+      const b = this.minute(m);
+      if (b.count > 0) out.push(seriesPoint(m * 60_000, b));
+    }
+    return out;
   }
 
   /**

@@ -18,11 +18,20 @@ import { decode as decodeSketch, encode as encodeSketch } from "../core/ddsketch
 import type { EventErrorCode } from "../core/errors";
 import { admitTime } from "../core/event";
 import { PeriodHll } from "../core/hll";
+import {
+  directoryEntry,
+  HEARTBEAT,
+  HUB_UPDATE_MS,
+  LIVE_COALESCE_MS,
+  type StreamSnapshotMessage,
+  type StreamUpdateMessage,
+} from "../core/live";
 import type { FlushStatus, IngestRequest, IngestResult, StreamCounters, StreamSnapshot } from "../core/protocol";
 import { expiryCutoff, StreamWindows, WINDOW_NAMES, type WindowEvent, type WindowName } from "../core/window";
 import { historyEnabled, withDb } from "../db/client";
 import { type AggregateInsert, upsertAggregates } from "../db/history";
 import { metricsMinute } from "../db/schema";
+import { send } from "./tenant-hub";
 
 /** Expiry runs at least this often while the actor holds data. */
 const HOUSEKEEPING_MS = 60_000;
@@ -76,6 +85,9 @@ export class MetricActor extends DurableObject<Env> {
   #alarmAt: number | null = null;
   /** Minute → version of unflushed changes (mirror of the outbox table). */
   #outbox = new Map<number, number>();
+  /** Live push state: events applied since the last socket message, and the coalescing timer. */
+  #live = { applied: 0, timer: null as ReturnType<typeof setTimeout> | null };
+  #hub = { lastAt: 0, timer: null as ReturnType<typeof setTimeout> | null };
   #flush = { failures: 0, nextAt: 0, lastAt: null as number | null, lastError: null as string | null, flushed: 0 };
   /** Ingest calls waiting for the next group commit. */
   #pending: Array<{ req: IngestRequest; resolve: (r: IngestResult) => void; reject: (e: unknown) => void }> = [];
@@ -84,6 +96,7 @@ export class MetricActor extends DurableObject<Env> {
     super(ctx, env);
     this.#config = loadConfig(env as unknown as Record<string, unknown>);
     this.#sql = ctx.storage.sql;
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT.request, HEARTBEAT.response));
     ctx.blockConcurrencyWhile(async () => this.#load());
   }
 
@@ -229,6 +242,7 @@ export class MetricActor extends DurableObject<Env> {
     group.forEach((p, k) => {
       p.resolve(results[k]);
     });
+    this.#afterApply(admitted.length);
     await this.#ensureAlarm(Date.now() + (this.#outbox.size > 0 ? this.#config.FLUSH_INTERVAL_MS : HOUSEKEEPING_MS));
   }
 
@@ -263,6 +277,92 @@ export class MetricActor extends DurableObject<Env> {
       last_error: this.#flush.lastError,
       minutes_flushed: this.#flush.flushed,
     };
+  }
+
+  /** A dashboard's socket for this stream (the Worker has checked the key). Hibernates between messages. */
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket")
+      return new Response("expected a WebSocket", { status: 426 });
+    const stream = request.headers.get("x-edgepulse-stream") ?? "";
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, ["stream"]);
+    server.serializeAttachment({ stream });
+    send(server, this.#liveSnapshot(stream, Date.now()));
+    const protocol = request.headers.get("x-edgepulse-protocol");
+    return new Response(null, {
+      status: 101,
+      webSocket: client,
+      headers: protocol ? { "sec-websocket-protocol": protocol } : {},
+    });
+  }
+
+  override async webSocketMessage(): Promise<void> {
+    // Only the heartbeat is expected, and the runtime answers it without waking us.
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code === 1005 ? 1000 : code);
+    } catch {
+      // already closed
+    }
+  }
+
+  /** The full picture: every window, counters, and the chart series (5 min per second, 1 h per minute). */
+  #liveSnapshot(stream: string, now: number, seconds = 300, minutes = 60): StreamSnapshotMessage {
+    return {
+      type: "snapshot",
+      stream,
+      at: now,
+      windows: Object.fromEntries(
+        WINDOW_NAMES.map((w) => [w, this.#windows.aggregates(w, now)]),
+      ) as StreamSnapshotMessage["windows"],
+      counters: this.#meta?.counters ?? { accepted: 0, duplicates: 0, late: 0, future: 0, rejected: {} },
+      seconds: this.#windows.secondSeries(now, seconds),
+      minutes: this.#windows.minuteSeries(now, minutes),
+    };
+  }
+
+  /** After a group commit: schedule a coalesced push to sockets, and a rate-limited update of the tenant hub. */
+  #afterApply(applied: number): void {
+    if (this.ctx.getWebSockets("stream").length > 0) {
+      this.#live.applied += applied;
+      this.#live.timer ??= setTimeout(() => this.#pushLive(), LIVE_COALESCE_MS);
+    }
+    if (this.#hub.timer === null) {
+      const wait = Math.max(0, this.#hub.lastAt + HUB_UPDATE_MS - Date.now());
+      this.#hub.timer = setTimeout(() => this.#updateHub(), wait);
+    }
+  }
+
+  #pushLive(): void {
+    this.#live.timer = null;
+    const sockets = this.ctx.getWebSockets("stream");
+    if (sockets.length === 0 || this.#meta === null) return;
+    const now = Date.now();
+    // Only the current and previous second and minute: the client merges them into its series.
+    const update: StreamUpdateMessage = {
+      ...this.#liveSnapshot(this.#meta.stream, now, 2, 2),
+      type: "update",
+      applied: this.#live.applied,
+    };
+    this.#live.applied = 0;
+    const text = JSON.stringify(update);
+    for (const ws of sockets) send(ws, text);
+  }
+
+  #updateHub(): void {
+    this.#hub.timer = null;
+    const meta = this.#meta;
+    if (meta === null) return;
+    const now = Date.now();
+    this.#hub.lastAt = now;
+    const entry = directoryEntry(meta.stream, now, this.#windows.aggregates("1m", now), meta.counters);
+    this.env.TENANT_HUB.getByName(meta.tenant)
+      .update(entry)
+      .catch(() => {
+        // The overview is best effort; the next update carries the latest figures anyway.
+      });
   }
 
   /** The one alarm: expiry and dedup cleanup, then the history flush, then the next wake-up. */

@@ -10,6 +10,7 @@ import type { AppEnv } from "./lib/types";
 import { runMaintenance } from "./maintenance";
 
 export { MetricActor } from "../durable-objects/metric-actor";
+export { TenantHub } from "../durable-objects/tenant-hub";
 export { TenantRegistry } from "../durable-objects/tenant-registry";
 
 export const app = new Hono<AppEnv>();

@@ -4,14 +4,16 @@
  * key can only ever reach its own tenant's streams.
  */
 import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
 import { isStreamName } from "../../core/event";
 import { parseHistoryQuery } from "../../core/history-query";
+import { LIVE_PROTOCOL } from "../../core/live";
 import type { StreamSnapshot } from "../../core/protocol";
 import { isWindowName, type WindowName } from "../../core/window";
 import { historyEnabled, withDb } from "../../db/client";
 import { queryHistory } from "../../db/history";
 import pkg from "../../package.json";
-import { requireKey } from "../lib/auth";
+import { isUpgrade, requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import type { AppEnv } from "../lib/types";
 import { control } from "./control";
@@ -83,6 +85,33 @@ aggregator.get("/v1/streams/:name/history", requireKey("read"), async (c) => {
   const q = parseHistoryQuery(c.req.query("from"), c.req.query("to"), c.req.query("step"), Date.now());
   const points = await withDb(c.env, (db) => queryHistory(db, tenantId, name, q.from, q.to, q.step));
   return c.json({ stream: name, step: q.step, from: q.from.toISOString(), to: q.to.toISOString(), points });
+});
+
+/** Forwards a WebSocket upgrade to the object that owns the state, with what it needs to know. */
+function forwardSocket(request: Request, stream?: string): Request {
+  const headers = new Headers(request.headers);
+  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
+  if (offered.includes(LIVE_PROTOCOL)) headers.set("x-edgepulse-protocol", LIVE_PROTOCOL);
+  if (stream) headers.set("x-edgepulse-stream", stream);
+  return new Request(request.url, { method: "GET", headers });
+}
+
+const requireUpgrade = createMiddleware<AppEnv>(async (c, next) => {
+  if (!isUpgrade(c)) throw new ApiError("upgrade_required");
+  await next();
+});
+
+/** Live socket for one stream: a snapshot, then coalesced updates, straight from its actor. */
+aggregator.get("/v1/streams/:name/live", requireUpgrade, requireKey("read"), async (c) => {
+  const name = c.req.param("name");
+  if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
+  const stub = c.env.METRIC_ACTOR.getByName(`${c.get("grant").tenantId}/${name}`);
+  return stub.fetch(forwardSocket(c.req.raw, name));
+});
+
+/** Live socket for the tenant's overview: the stream directory, then changed entries. */
+aggregator.get("/v1/live", requireUpgrade, requireKey("read"), async (c) => {
+  return c.env.TENANT_HUB.getByName(c.get("grant").tenantId).fetch(forwardSocket(c.req.raw));
 });
 
 aggregator.route("/", control);

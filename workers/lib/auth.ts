@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { loadConfig } from "../../core/config";
 import { hashKey, type Scope, scopeAllows, secretsEqual } from "../../core/keys";
+import { keyFromProtocols } from "../../core/live";
 import type { KeyGrant } from "../../core/protocol";
 import { ApiError } from "./errors";
 import type { AppEnv } from "./types";
@@ -37,6 +38,8 @@ function bearer(c: Context): string | undefined {
   return m[1];
 }
 
+export const isUpgrade = (c: Context) => c.req.header("upgrade")?.toLowerCase() === "websocket";
+
 export interface RequireKeyOptions {
   /** Accept `?key=` (for navigator.sendBeacon, which cannot set headers) on text/plain bodies only. */
   allowQueryKeyForText?: boolean;
@@ -45,7 +48,9 @@ export interface RequireKeyOptions {
 /** Authenticates an API key of the given scope and puts its grant on the context. */
 export function requireKey(scope: Scope, options: RequireKeyOptions = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    let key = bearer(c);
+    // Browsers cannot set headers on a WebSocket: there the key travels as a subprotocol.
+    let key =
+      bearer(c) ?? (isUpgrade(c) ? keyFromProtocols(c.req.header("sec-websocket-protocol") ?? null) : undefined);
     const queryKey = c.req.query("key");
     if (key === undefined && queryKey !== undefined) {
       const isText = (c.req.header("content-type") ?? "").toLowerCase().startsWith("text/plain");

@@ -1,0 +1,91 @@
+/**
+ * TenantHub: one per tenant. Keeps the tenant's stream directory with each
+ * stream's latest figures (each MetricActor updates it at most once a
+ * second, so many busy streams cannot swamp it) and pushes it to overview
+ * sockets (hibernating). A new socket gets the whole directory, then only
+ * the entries that changed, coalesced.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { type DirectoryEntry, HEARTBEAT, type ServerMessage } from "../core/live";
+
+const BROADCAST_MS = 250;
+const TAG = "overview";
+
+export class TenantHub extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
+  #entries = new Map<string, DirectoryEntry>();
+  #changed = new Set<string>();
+  #timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT.request, HEARTBEAT.response));
+    ctx.blockConcurrencyWhile(async () => {
+      this.#sql.exec("CREATE TABLE IF NOT EXISTS directory (name TEXT PRIMARY KEY, entry TEXT NOT NULL)");
+      for (const row of this.#sql.exec<{ name: string; entry: string }>("SELECT name, entry FROM directory")) {
+        this.#entries.set(row.name, JSON.parse(row.entry) as DirectoryEntry);
+      }
+    });
+  }
+
+  /** Called by a stream's actor with its latest figures. */
+  update(entry: DirectoryEntry): void {
+    const prev = this.#entries.get(entry.name);
+    if (prev && prev.at > entry.at) return; // an older update overtaken by a newer one
+    this.#entries.set(entry.name, entry);
+    this.#sql.exec("INSERT OR REPLACE INTO directory (name, entry) VALUES (?, ?)", entry.name, JSON.stringify(entry));
+    this.#changed.add(entry.name);
+    if (this.#timer === null && this.ctx.getWebSockets(TAG).length > 0) {
+      this.#timer = setTimeout(() => this.#broadcast(), BROADCAST_MS);
+    }
+  }
+
+  directory(): DirectoryEntry[] {
+    return [...this.#entries.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket")
+      return new Response("expected a WebSocket", { status: 426 });
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, [TAG]);
+    send(server, { type: "directory", at: Date.now(), streams: this.directory() });
+    const protocol = request.headers.get("x-edgepulse-protocol");
+    return new Response(null, {
+      status: 101,
+      webSocket: client,
+      headers: protocol ? { "sec-websocket-protocol": protocol } : {},
+    });
+  }
+
+  override async webSocketMessage(): Promise<void> {
+    // Only the heartbeat is expected, and the runtime answers it.
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code === 1005 ? 1000 : code);
+    } catch {
+      // already closed
+    }
+  }
+
+  #broadcast(): void {
+    this.#timer = null;
+    const streams = [...this.#changed].flatMap((n) => this.#entries.get(n) ?? []);
+    this.#changed.clear();
+    if (streams.length === 0) return;
+    const text = JSON.stringify({ type: "streams", at: Date.now(), streams } satisfies ServerMessage);
+    for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
+  }
+}
+
+/** Sends without letting one broken socket affect the others. */
+export function send(ws: WebSocket, message: ServerMessage | string): void {
+  try {
+    ws.send(typeof message === "string" ? message : JSON.stringify(message));
+  } catch {
+    // The socket is closing; its close handler cleans up.
+  }
+}
