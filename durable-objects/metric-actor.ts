@@ -22,6 +22,7 @@ import {
   directoryEntry,
   HEARTBEAT,
   HUB_UPDATE_MS,
+  isClientMessage,
   LIVE_COALESCE_MS,
   type StreamSnapshotMessage,
   type StreamUpdateMessage,
@@ -296,8 +297,15 @@ export class MetricActor extends DurableObject<Env> {
     });
   }
 
-  override async webSocketMessage(): Promise<void> {
-    // Only the heartbeat is expected, and the runtime answers it without waking us.
+  /** Clients may only send the heartbeat (answered by the runtime); anything else gets a typed error. */
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (!isClientMessage(message)) {
+      send(ws, {
+        type: "error",
+        code: "unexpected_message",
+        message: "Only the text 'ping' may be sent on this socket.",
+      });
+    }
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {

@@ -6,7 +6,7 @@
  * the entries that changed, coalesced.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type DirectoryEntry, HEARTBEAT, type ServerMessage } from "../core/live";
+import { type DirectoryEntry, HEARTBEAT, isClientMessage, type ServerMessage } from "../core/live";
 
 const BROADCAST_MS = 250;
 const TAG = "overview";
@@ -59,8 +59,15 @@ export class TenantHub extends DurableObject<Env> {
     });
   }
 
-  override async webSocketMessage(): Promise<void> {
-    // Only the heartbeat is expected, and the runtime answers it.
+  /** Clients may only send the heartbeat (answered by the runtime); anything else gets a typed error. */
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (!isClientMessage(message)) {
+      send(ws, {
+        type: "error",
+        code: "unexpected_message",
+        message: "Only the text 'ping' may be sent on this socket.",
+      });
+    }
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {

@@ -209,7 +209,8 @@ function chart(title: string, series: uPlot.Series[], testid: string) {
     [[], ...series.map(() => [])] as uPlot.AlignedData,
     plotEl,
   );
-  new ResizeObserver(() => plot.setSize({ width: plotEl.clientWidth || 400, height: 220 })).observe(plotEl);
+  // Size the plot from its card (the canvas itself must not hold the card wide on a phone).
+  new ResizeObserver(() => plot.setSize({ width: Math.max(200, box.clientWidth - 34), height: 220 })).observe(box);
   return { box, plot };
 }
 

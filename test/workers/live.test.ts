@@ -1,5 +1,5 @@
 import { SELF } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   type DirectoryMessage,
   parseServerMessage,
@@ -11,10 +11,15 @@ import { BASE, createTenant, expectError, sendJson } from "./helpers";
 /** A connected test socket that records every (validated) message and lets a test await the next match. */
 class Inbox {
   readonly messages: ServerMessage[] = [];
+  pongs = 0;
   #waiters: Array<{ pred: (m: ServerMessage) => boolean; resolve: (m: ServerMessage) => void }> = [];
 
   constructor(readonly ws: WebSocket) {
     ws.addEventListener("message", (e) => {
+      if (e.data === "pong") {
+        this.pongs++;
+        return;
+      }
       const m = parseServerMessage(String(e.data));
       if (m === null) throw new Error(`invalid message: ${String(e.data).slice(0, 200)}`);
       this.messages.push(m);
@@ -124,6 +129,20 @@ describe("stream sockets", () => {
     expect(update.windows["1m"]).toMatchObject({ count: 1, sum: 7 });
     expect(bInbox.messages.every((m) => m.type !== "update" || m.windows["1m"].count <= 1)).toBe(true);
     bInbox.ws.close();
+  });
+});
+
+describe("socket protocol", () => {
+  it("answers the heartbeat, and a typed error for anything else a client sends", async () => {
+    const t = await createTenant();
+    const inbox = await open("/v1/streams/hb/live", t.read);
+    await inbox.next((m) => m.type === "snapshot");
+    inbox.ws.send("hello");
+    const err = await inbox.next((m) => m.type === "error");
+    expect(err).toMatchObject({ code: "unexpected_message" });
+    inbox.ws.send("ping");
+    await vi.waitFor(() => expect(inbox.pongs).toBe(1));
+    inbox.ws.close();
   });
 });
 
