@@ -2,6 +2,7 @@ import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 import { createTestDatabase } from "./test/support/pg";
 import { startBridge } from "./tools/pg-bridge";
+import { startReceiver } from "./tools/webhook-receiver";
 
 export const TEST_ADMIN_TOKEN = "test-operator-token";
 
@@ -9,6 +10,8 @@ export default defineConfig(async () => {
   // The real PostgreSQL, reached from workerd through the project's own WebSocket bridge.
   const databaseUrl = await createTestDatabase("edgepulse_test_workers");
   const bridge = await startBridge(0, "127.0.0.1", { unref: true });
+  // A real HTTP receiver for alert webhooks (tests read what it got, and switch it down and up).
+  const receiver = await startReceiver(0, { unref: true });
   return {
     plugins: [
       cloudflareTest({
@@ -21,6 +24,8 @@ export default defineConfig(async () => {
             DATABASE_URL: databaseUrl,
             PG_BRIDGE: bridge.url,
             FLUSH_INTERVAL_MS: "100",
+            ALLOW_HTTP_WEBHOOKS: "true",
+            TEST_WEBHOOK_URL: receiver.url,
           },
         },
       }),

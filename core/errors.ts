@@ -28,6 +28,8 @@ export const ERRORS = {
   key_not_found: { status: 404, message: "No such key for this tenant." },
   method_not_allowed: { status: 405, message: "Method not allowed." },
   stream_unavailable: { status: 503, message: "The stream's actor could not be reached; retry the request." },
+  invalid_rule: { status: 400, message: "The alert rule is not valid." },
+  rule_not_found: { status: 404, message: "No such alert rule for this tenant." },
   upgrade_required: { status: 426, message: "This endpoint is a WebSocket: connect with Upgrade: websocket." },
   history_disabled: { status: 503, message: "History is off: set DATABASE_URL to a PostgreSQL (Neon) database." },
   invalid_step: { status: 400, message: "step must be one of 1m, 1h, 1d." },

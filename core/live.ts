@@ -72,6 +72,30 @@ export interface StreamsMessage {
   streams: DirectoryEntry[];
 }
 
+/** One alert transition, as stored, pushed and delivered. */
+export interface AlertEvent {
+  id: string;
+  stream: string;
+  rule_id: string;
+  rule_name: string;
+  kind: "pending" | "firing" | "resolved" | "cancelled";
+  at: number;
+  value: number | null;
+  labels: Record<string, string>;
+}
+
+export interface AlertMessage {
+  type: "alert";
+  event: AlertEvent;
+}
+
+/** The tenant's currently firing alerts (sent by the hub on connect and on every change). */
+export interface AlertsMessage {
+  type: "alerts";
+  at: number;
+  firing: AlertEvent[];
+}
+
 export interface LiveErrorMessage {
   type: "error";
   code: string;
@@ -83,6 +107,8 @@ export type ServerMessage =
   | StreamUpdateMessage
   | DirectoryMessage
   | StreamsMessage
+  | AlertMessage
+  | AlertsMessage
   | LiveErrorMessage;
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -106,6 +132,20 @@ function isWindows(v: unknown): boolean {
 
 function isEntry(v: unknown): v is DirectoryEntry {
   return isObj(v) && typeof v.name === "string" && isNum(v.at) && isNum(v.count) && isNum(v.rate) && isNumOrNull(v.p95);
+}
+
+function isAlertEvent(v: unknown): v is AlertEvent {
+  return (
+    isObj(v) &&
+    typeof v.id === "string" &&
+    typeof v.stream === "string" &&
+    typeof v.rule_id === "string" &&
+    typeof v.rule_name === "string" &&
+    ["pending", "firing", "resolved", "cancelled"].includes(v.kind as string) &&
+    isNum(v.at) &&
+    isNumOrNull(v.value) &&
+    isObj(v.labels)
+  );
 }
 
 /** Parses and validates a server message; returns null for anything malformed. */
@@ -132,6 +172,12 @@ export function parseServerMessage(text: string): ServerMessage | null {
     case "directory":
     case "streams":
       return isNum(m.at) && Array.isArray(m.streams) && m.streams.every(isEntry)
+        ? (m as unknown as ServerMessage)
+        : null;
+    case "alert":
+      return isAlertEvent(m.event) ? (m as unknown as ServerMessage) : null;
+    case "alerts":
+      return isNum(m.at) && Array.isArray(m.firing) && m.firing.every(isAlertEvent)
         ? (m as unknown as ServerMessage)
         : null;
     case "error":

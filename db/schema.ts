@@ -6,7 +6,17 @@
  * migration): minutes by day, hours by month, days by year; retention drops
  * whole partitions.
  */
-import { bigint, customType, doublePrecision, index, pgTable, primaryKey, text, timestamp } from "drizzle-orm/pg-core";
+import {
+  bigint,
+  customType,
+  doublePrecision,
+  index,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+} from "drizzle-orm/pg-core";
 
 export const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
   dataType: () => "bytea",
@@ -47,3 +57,21 @@ export const rollupState = pgTable("rollup_state", {
 
 export type AggregateTable = typeof metricsMinute | typeof metricsHour | typeof metricsDay;
 export type AggregateRow = typeof metricsMinute.$inferInsert;
+
+/** Every alert transition (pending, firing, resolved, cancelled), with its webhook deliveries. */
+export const alertEvents = pgTable(
+  "alert_events",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    stream: text("stream").notNull(),
+    ruleId: text("rule_id").notNull(),
+    ruleName: text("rule_name").notNull(),
+    kind: text("kind").notNull(),
+    at: timestamp("at", { withTimezone: true, mode: "date" }).notNull(),
+    value: doublePrecision("value"),
+    labels: jsonb("labels").$type<Record<string, string>>().notNull(),
+    deliveries: jsonb("deliveries").$type<unknown[]>().notNull(),
+  },
+  (t) => [index("alert_events_tenant_at_idx").on(t.tenantId, t.at)],
+);

@@ -13,12 +13,25 @@
  * about to leave the ring is frozen into the outbox first, so nothing is lost.
  */
 import { DurableObject } from "cloudflare:workers";
+import {
+  type AlertRule,
+  type AlertState,
+  DELIVERY_MAX_ATTEMPTS,
+  deliveryBackoffMs,
+  evaluate,
+  INITIAL_STATE,
+  nextDeadline,
+  SIGNATURE_HEADER,
+  signWebhook,
+  stateAfterEdit,
+} from "../core/alerts";
 import { type Config, loadConfig } from "../core/config";
 import { decode as decodeSketch, encode as encodeSketch } from "../core/ddsketch";
 import type { EventErrorCode } from "../core/errors";
 import { admitTime } from "../core/event";
 import { PeriodHll } from "../core/hll";
 import {
+  type AlertEvent,
   directoryEntry,
   HEARTBEAT,
   HUB_UPDATE_MS,
@@ -31,7 +44,7 @@ import type { FlushStatus, IngestRequest, IngestResult, StreamCounters, StreamSn
 import { expiryCutoff, StreamWindows, WINDOW_NAMES, type WindowEvent, type WindowName } from "../core/window";
 import { historyEnabled, withDb } from "../db/client";
 import { type AggregateInsert, upsertAggregates } from "../db/history";
-import { metricsMinute } from "../db/schema";
+import { alertEvents, metricsMinute } from "../db/schema";
 import { send } from "./tenant-hub";
 
 /** Expiry runs at least this often while the actor holds data. */
@@ -60,7 +73,35 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS outbox (
      minute INTEGER PRIMARY KEY, version INTEGER NOT NULL, frozen INTEGER NOT NULL DEFAULT 0,
      count INTEGER, value_count INTEGER, sum REAL, min REAL, max REAL, sketch BLOB, hll BLOB)`,
+  "CREATE TABLE IF NOT EXISTS alert_rules (id TEXT PRIMARY KEY, rule TEXT NOT NULL, state TEXT NOT NULL)",
+  // Alert transitions (the last ALERT_EVENTS_KEPT), with pg_flushed = 0 until written to PostgreSQL.
+  `CREATE TABLE IF NOT EXISTS alert_events (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, event TEXT NOT NULL, pg_flushed INTEGER NOT NULL DEFAULT 0)`,
+  // The webhook outbox: one row per (event, target); retried with backoff, given up after DELIVERY_MAX_ATTEMPTS.
+  `CREATE TABLE IF NOT EXISTS deliveries (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
+     attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, last_error TEXT, delivered_at INTEGER)`,
+  "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at)",
 ];
+
+/** Alert transitions kept in the actor (older ones live in PostgreSQL). */
+const ALERT_EVENTS_KEPT = 1000;
+/** How often rules are re-evaluated while the actor has enabled rules (windows slide without new events). */
+const ALERT_EVAL_MS = 5000;
+const WEBHOOK_TIMEOUT_MS = 10_000;
+
+export interface DeliveryInfo {
+  target: string;
+  status: "pending" | "delivered" | "failed";
+  attempts: number;
+  last_error: string | null;
+  delivered_at: number | null;
+}
+
+export interface RuleStatus {
+  rule: AlertRule;
+  state: AlertState;
+}
 
 interface OutboxRow {
   minute: number;
@@ -89,6 +130,9 @@ export class MetricActor extends DurableObject<Env> {
   /** Live push state: events applied since the last socket message, and the coalescing timer. */
   #live = { applied: 0, timer: null as ReturnType<typeof setTimeout> | null };
   #hub = { lastAt: 0, timer: null as ReturnType<typeof setTimeout> | null };
+  #rules = new Map<string, RuleStatus>();
+  #secret: string | null = null;
+  #alertTimer: ReturnType<typeof setTimeout> | null = null;
   #flush = { failures: 0, nextAt: 0, lastAt: null as number | null, lastError: null as string | null, flushed: 0 };
   /** Ingest calls waiting for the next group commit. */
   #pending: Array<{ req: IngestRequest; resolve: (r: IngestResult) => void; reject: (e: unknown) => void }> = [];
@@ -138,6 +182,14 @@ export class MetricActor extends DurableObject<Env> {
     );
     this.#dedupCount = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM dedup").one().n;
     this.#windows = windows;
+    this.#rules = new Map(
+      this.#sql
+        .exec<{ id: string; rule: string; state: string }>("SELECT id, rule, state FROM alert_rules")
+        .toArray()
+        .map((r) => [r.id, { rule: JSON.parse(r.rule) as AlertRule, state: JSON.parse(r.state) as AlertState }]),
+    );
+    this.#secret =
+      this.#sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'webhook_secret'").toArray()[0]?.v ?? null;
   }
 
   /**
@@ -341,6 +393,233 @@ export class MetricActor extends DurableObject<Env> {
       const wait = Math.max(0, this.#hub.lastAt + HUB_UPDATE_MS - Date.now());
       this.#hub.timer = setTimeout(() => this.#updateHub(), wait);
     }
+    if (this.#rules.size > 0 && this.#alertTimer === null) {
+      this.#alertTimer = setTimeout(() => void this.#evaluateRules(), LIVE_COALESCE_MS);
+    }
+  }
+
+  /** Adds or replaces an alert rule (the Worker has validated it); evaluates it at once. */
+  async setRule(rule: AlertRule, tenant: string, secret: string): Promise<RuleStatus> {
+    const before = this.#rules.get(rule.id);
+    const state = before ? stateAfterEdit(before.rule, rule, before.state) : INITIAL_STATE;
+    this.#rules.set(rule.id, { rule, state });
+    this.#secret = secret;
+    this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('webhook_secret', ?)", secret);
+    this.#sql.exec(
+      "INSERT OR REPLACE INTO alert_rules (id, rule, state) VALUES (?, ?, ?)",
+      rule.id,
+      JSON.stringify(rule),
+      JSON.stringify(state),
+    );
+    this.#meta ??= this.#emptyMeta(tenant, rule.stream);
+    await this.#evaluateRules();
+    return this.#rules.get(rule.id) as RuleStatus;
+  }
+
+  /** Removes a rule; a firing alert is resolved (and notified) first. */
+  async deleteRule(id: string): Promise<boolean> {
+    const r = this.#rules.get(id);
+    if (!r) return false;
+    if (r.state.state === "firing") {
+      this.#rules.set(id, { rule: { ...r.rule, enabled: false }, state: r.state });
+      await this.#evaluateRules();
+    }
+    this.#rules.delete(id);
+    this.#sql.exec("DELETE FROM alert_rules WHERE id = ?", id);
+    return true;
+  }
+
+  ruleStatuses(): RuleStatus[] {
+    return [...this.#rules.values()];
+  }
+
+  /** Recent alert transitions, newest first, each with its webhook deliveries. */
+  alertEvents(limit = 100): Array<AlertEvent & { deliveries: DeliveryInfo[] }> {
+    const events = this.#sql
+      .exec<{ event: string }>("SELECT event FROM alert_events ORDER BY seq DESC LIMIT ?", limit)
+      .toArray()
+      .map((r) => JSON.parse(r.event) as AlertEvent);
+    return events.map((e) => ({ ...e, deliveries: this.#deliveries(e.id) }));
+  }
+
+  #deliveries(eventId: string): DeliveryInfo[] {
+    return this.#sql
+      .exec<{
+        target: string;
+        status: DeliveryInfo["status"];
+        attempts: number;
+        last_error: string | null;
+        delivered_at: number | null;
+      }>(
+        "SELECT target, status, attempts, last_error, delivered_at FROM deliveries WHERE event_id = ? ORDER BY id",
+        eventId,
+      )
+      .toArray()
+      .map((d) => ({ ...d }));
+  }
+
+  #emptyMeta(tenant: string, stream: string): Meta {
+    return {
+      tenant,
+      stream,
+      counters: { accepted: 0, duplicates: 0, late: 0, future: 0, rejected: {} },
+      registered: false,
+      firstEventAt: null,
+      lastEventAt: null,
+    };
+  }
+
+  /**
+   * Evaluates every rule against the live windows now. Transitions are stored
+   * with their webhook deliveries in one transaction, then pushed live.
+   */
+  async #evaluateRules(): Promise<void> {
+    this.#alertTimer = null;
+    const meta = this.#meta;
+    if (meta === null || this.#rules.size === 0) return;
+    const now = Date.now();
+    const figures = new Map<WindowName, ReturnType<StreamWindows["aggregates"]>>();
+    const fresh: AlertEvent[] = [];
+    this.ctx.storage.transactionSync(() => {
+      for (const [id, r] of this.#rules) {
+        if (r.rule.kind === "threshold" && !figures.has(r.rule.window)) {
+          figures.set(r.rule.window, this.#windows.aggregates(r.rule.window, now));
+        }
+        const res = evaluate(r.rule, r.state, {
+          now,
+          figures: r.rule.kind === "threshold" ? (figures.get(r.rule.window) ?? null) : null,
+          lastEventAt: meta.lastEventAt,
+        });
+        const changed = res.transitions.length > 0 || res.state.state !== r.state.state;
+        r.state = res.state;
+        if (changed) this.#sql.exec("UPDATE alert_rules SET state = ? WHERE id = ?", JSON.stringify(r.state), id);
+        for (const t of res.transitions) {
+          const event: AlertEvent = {
+            id: `${id}:${t.kind}:${t.at}`,
+            stream: meta.stream,
+            rule_id: id,
+            rule_name: r.rule.name,
+            kind: t.kind,
+            at: t.at,
+            value: t.value,
+            labels: r.rule.labels,
+          };
+          this.#sql.exec(
+            "INSERT OR IGNORE INTO alert_events (id, event) VALUES (?, ?)",
+            event.id,
+            JSON.stringify(event),
+          );
+          if (t.kind === "firing" || t.kind === "resolved") {
+            for (const target of r.rule.targets) {
+              this.#sql.exec(
+                "INSERT INTO deliveries (event_id, target, status, next_at) VALUES (?, ?, 'pending', ?)",
+                event.id,
+                target,
+                now,
+              );
+            }
+          }
+          fresh.push(event);
+        }
+      }
+      this.#sql.exec(
+        "DELETE FROM alert_events WHERE pg_flushed = 1 AND seq <= (SELECT max(seq) FROM alert_events) - ?",
+        ALERT_EVENTS_KEPT,
+      );
+    });
+    for (const event of fresh) {
+      const text = JSON.stringify({ type: "alert", event });
+      for (const ws of this.ctx.getWebSockets("stream")) send(ws, text);
+      if (event.kind === "firing" || event.kind === "resolved") {
+        this.env.TENANT_HUB.getByName(meta.tenant)
+          .alertEvent(event)
+          .catch(() => {});
+      }
+    }
+    if (fresh.some((e) => e.kind === "firing" || e.kind === "resolved")) {
+      await this.#ensureAlarm(Date.now());
+    } else {
+      await this.#ensureAlarm(this.#nextAlertWake(now));
+    }
+  }
+
+  /** When rules next need the alarm: their timers, or the periodic re-evaluation. */
+  #nextAlertWake(now: number): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const r of this.#rules.values()) {
+      if (!r.rule.enabled) continue;
+      next = Math.min(
+        next,
+        now + ALERT_EVAL_MS,
+        nextDeadline(r.rule, r.state, this.#meta?.lastEventAt ?? null) ?? next,
+      );
+    }
+    const due = this.#sql
+      .exec<{ t: number | null }>("SELECT min(next_at) AS t FROM deliveries WHERE status = 'pending'")
+      .one().t;
+    if (due !== null) next = Math.min(next, due);
+    return next;
+  }
+
+  /** Posts due webhooks: signed, with the event id as idempotency key; backs off; gives up and reports after the limit. */
+  async #deliverWebhooks(): Promise<void> {
+    const now = Date.now();
+    const due = this.#sql
+      .exec<{ id: number; event_id: string; target: string; attempts: number }>(
+        "SELECT id, event_id, target, attempts FROM deliveries WHERE status = 'pending' AND next_at <= ? ORDER BY id LIMIT 20",
+        now,
+      )
+      .toArray();
+    if (due.length === 0) return;
+    const secret = this.#secret ?? "";
+    await Promise.all(
+      due.map(async (d) => {
+        const event = this.#sql
+          .exec<{ event: string }>("SELECT event FROM alert_events WHERE id = ?", d.event_id)
+          .toArray()[0];
+        const body = event?.event ?? JSON.stringify({ id: d.event_id });
+        const ts = Math.floor(Date.now() / 1000);
+        let error: string | null = null;
+        try {
+          const res = await fetch(d.target, {
+            method: "POST",
+            headers: {
+              "content-type": "application/json",
+              "user-agent": "edgepulse-webhooks/1",
+              "idempotency-key": d.event_id,
+              "x-edgepulse-event-id": d.event_id,
+              [SIGNATURE_HEADER]: `t=${ts},v1=${await signWebhook(secret, ts, body)}`,
+            },
+            body,
+            signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+          });
+          await res.body?.cancel();
+          if (!res.ok) error = `HTTP ${res.status}`;
+        } catch (err) {
+          error = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 200);
+        }
+        const attempts = d.attempts + 1;
+        if (error === null) {
+          this.#sql.exec(
+            "UPDATE deliveries SET status = 'delivered', attempts = ?, delivered_at = ?, last_error = NULL WHERE id = ?",
+            attempts,
+            Date.now(),
+            d.id,
+          );
+        } else {
+          const failed = attempts >= DELIVERY_MAX_ATTEMPTS;
+          this.#sql.exec(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, last_error = ? WHERE id = ?",
+            failed ? "failed" : "pending",
+            attempts,
+            Date.now() + deliveryBackoffMs(attempts),
+            error,
+            d.id,
+          );
+        }
+        this.#sql.exec("UPDATE alert_events SET pg_flushed = 0 WHERE id = ?", d.event_id);
+      }),
+    );
   }
 
   #pushLive(): void {
@@ -379,13 +658,18 @@ export class MetricActor extends DurableObject<Env> {
     const now = Date.now();
     this.#expire(now);
     if (this.#meta && !this.#meta.registered) await this.#register();
+    if (this.#rules.size > 0) await this.#evaluateRules();
+    await this.#deliverWebhooks();
     const history = historyEnabled(this.env);
-    if (history && this.#outbox.size > 0 && now >= this.#flush.nextAt) await this.#flushOutbox();
-    if (history && this.#outbox.size > 0) {
-      await this.#ensureAlarm(Math.max(Date.now() + this.#config.FLUSH_INTERVAL_MS, this.#flush.nextAt));
-    } else if (this.#windows.buckets.size > 0 || this.#dedupCount > 0) {
-      await this.#ensureAlarm(Date.now() + HOUSEKEEPING_MS);
-    }
+    const unflushedAlerts = () =>
+      this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM alert_events WHERE pg_flushed = 0").one().n > 0;
+    const pending = () => this.#outbox.size > 0 || unflushedAlerts();
+    if (history && pending() && now >= this.#flush.nextAt) await this.#flushOutbox();
+    const wakes = [this.#rules.size > 0 ? this.#nextAlertWake(Date.now()) : Number.POSITIVE_INFINITY];
+    if (history && pending()) wakes.push(Math.max(Date.now() + this.#config.FLUSH_INTERVAL_MS, this.#flush.nextAt));
+    if (this.#windows.buckets.size > 0 || this.#dedupCount > 0) wakes.push(Date.now() + HOUSEKEEPING_MS);
+    const next = Math.min(...wakes);
+    if (Number.isFinite(next)) await this.#ensureAlarm(next);
   }
 
   #expire(now: number): void {
@@ -467,8 +751,35 @@ export class MetricActor extends DurableObject<Env> {
         hll: new Uint8Array(f.hll as ArrayBuffer),
       };
     });
+    const alerts = this.#sql
+      .exec<{ seq: number; id: string; event: string }>(
+        "SELECT seq, id, event FROM alert_events WHERE pg_flushed = 0 ORDER BY seq",
+      )
+      .toArray();
+    const maxSeq = alerts.length ? alerts[alerts.length - 1].seq : 0;
     try {
-      await withDb(this.env, (db) => upsertAggregates(db, metricsMinute, rows));
+      await withDb(this.env, async (db) => {
+        if (rows.length) await upsertAggregates(db, metricsMinute, rows);
+        for (const a of alerts) {
+          const e = JSON.parse(a.event) as AlertEvent;
+          const values = {
+            id: e.id,
+            tenantId: meta.tenant,
+            stream: e.stream,
+            ruleId: e.rule_id,
+            ruleName: e.rule_name,
+            kind: e.kind,
+            at: new Date(e.at),
+            value: e.value,
+            labels: e.labels,
+            deliveries: this.#deliveries(e.id),
+          };
+          await db
+            .insert(alertEvents)
+            .values(values)
+            .onConflictDoUpdate({ target: alertEvents.id, set: { deliveries: values.deliveries } });
+        }
+      });
     } catch (err) {
       this.#flush.failures++;
       this.#flush.lastError = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 300);
@@ -480,6 +791,8 @@ export class MetricActor extends DurableObject<Env> {
       return;
     }
     this.ctx.storage.transactionSync(() => {
+      // Deliveries only change in the alarm, before this flush; new events get higher seq and stay unflushed.
+      this.#sql.exec("UPDATE alert_events SET pg_flushed = 1 WHERE pg_flushed = 0 AND seq <= ?", maxSeq);
       for (const [m, version] of versions) {
         if (this.#outbox.get(m) !== version) continue; // changed while we wrote: flush again next time
         this.#sql.exec("DELETE FROM outbox WHERE minute = ? AND version = ?", m, version);

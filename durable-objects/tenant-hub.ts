@@ -6,7 +6,7 @@
  * the entries that changed, coalesced.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type DirectoryEntry, HEARTBEAT, isClientMessage, type ServerMessage } from "../core/live";
+import { type AlertEvent, type DirectoryEntry, HEARTBEAT, isClientMessage, type ServerMessage } from "../core/live";
 
 const BROADCAST_MS = 250;
 const TAG = "overview";
@@ -23,6 +23,7 @@ export class TenantHub extends DurableObject<Env> {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT.request, HEARTBEAT.response));
     ctx.blockConcurrencyWhile(async () => {
       this.#sql.exec("CREATE TABLE IF NOT EXISTS directory (name TEXT PRIMARY KEY, entry TEXT NOT NULL)");
+      this.#sql.exec("CREATE TABLE IF NOT EXISTS firing (rule_id TEXT PRIMARY KEY, event TEXT NOT NULL)");
       for (const row of this.#sql.exec<{ name: string; entry: string }>("SELECT name, entry FROM directory")) {
         this.#entries.set(row.name, JSON.parse(row.entry) as DirectoryEntry);
       }
@@ -41,6 +42,34 @@ export class TenantHub extends DurableObject<Env> {
     }
   }
 
+  /** An alert fired or resolved in one of the tenant's streams: keep the firing set and push it. */
+  alertEvent(event: AlertEvent): void {
+    if (event.kind === "firing") {
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO firing (rule_id, event) VALUES (?, ?)",
+        event.rule_id,
+        JSON.stringify(event),
+      );
+    } else if (event.kind === "resolved") {
+      this.#sql.exec("DELETE FROM firing WHERE rule_id = ?", event.rule_id);
+    } else {
+      return;
+    }
+    const text = JSON.stringify(this.#alertsMessage());
+    for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
+  }
+
+  firingAlerts(): AlertEvent[] {
+    return this.#sql
+      .exec<{ event: string }>("SELECT event FROM firing ORDER BY rule_id")
+      .toArray()
+      .map((r) => JSON.parse(r.event) as AlertEvent);
+  }
+
+  #alertsMessage(): ServerMessage {
+    return { type: "alerts", at: Date.now(), firing: this.firingAlerts() };
+  }
+
   directory(): DirectoryEntry[] {
     return [...this.#entries.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -51,6 +80,7 @@ export class TenantHub extends DurableObject<Env> {
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, [TAG]);
     send(server, { type: "directory", at: Date.now(), streams: this.directory() });
+    send(server, this.#alertsMessage());
     const protocol = request.headers.get("x-edgepulse-protocol");
     return new Response(null, {
       status: 101,

@@ -6,7 +6,8 @@
  * hot path of every request.
  */
 import { DurableObject } from "cloudflare:workers";
-import { hashKey, keyPrefix, newId, newKey, type Scope } from "../core/keys";
+import type { AlertRule } from "../core/alerts";
+import { hashKey, keyPrefix, newId, newKey, randomToken, type Scope } from "../core/keys";
 import type { KeyGrant, KeyInfo, Tenant } from "../core/protocol";
 
 const SCHEMA = [
@@ -19,6 +20,10 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS streams (
      tenant_id TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
      PRIMARY KEY (tenant_id, name)) WITHOUT ROWID`,
+  "CREATE TABLE IF NOT EXISTS webhook_secrets (tenant_id TEXT PRIMARY KEY, secret TEXT NOT NULL)",
+  `CREATE TABLE IF NOT EXISTS alert_rules (
+     tenant_id TEXT NOT NULL, id TEXT NOT NULL, rule TEXT NOT NULL,
+     PRIMARY KEY (tenant_id, id)) WITHOUT ROWID`,
 ];
 
 interface KeyRow {
@@ -151,6 +156,44 @@ export class TenantRegistry extends DurableObject<Env> {
       )
       .toArray()[0];
     return row ? { keyId: row.id, tenantId: row.tenant_id, scope: row.scope, revoked: row.revoked_at !== null } : null;
+  }
+
+  /** The tenant's webhook signing secret, created on first use. Stored as-is: HMAC needs the secret itself. */
+  webhookSecret(tenantId: string): string {
+    const row = this.#sql
+      .exec<{ secret: string }>("SELECT secret FROM webhook_secrets WHERE tenant_id = ?", tenantId)
+      .toArray()[0];
+    if (row) return row.secret;
+    const secret = `whsec_${randomToken(32)}`;
+    this.#sql.exec("INSERT INTO webhook_secrets (tenant_id, secret) VALUES (?, ?)", tenantId, secret);
+    return secret;
+  }
+
+  putRule(tenantId: string, rule: AlertRule): void {
+    this.#sql.exec(
+      "INSERT OR REPLACE INTO alert_rules (tenant_id, id, rule) VALUES (?, ?, ?)",
+      tenantId,
+      rule.id,
+      JSON.stringify(rule),
+    );
+  }
+
+  getRule(tenantId: string, id: string): AlertRule | null {
+    const row = this.#sql
+      .exec<{ rule: string }>("SELECT rule FROM alert_rules WHERE tenant_id = ? AND id = ?", tenantId, id)
+      .toArray()[0];
+    return row ? (JSON.parse(row.rule) as AlertRule) : null;
+  }
+
+  listRules(tenantId: string): AlertRule[] {
+    return this.#sql
+      .exec<{ rule: string }>("SELECT rule FROM alert_rules WHERE tenant_id = ? ORDER BY id", tenantId)
+      .toArray()
+      .map((r) => JSON.parse(r.rule) as AlertRule);
+  }
+
+  deleteRule(tenantId: string, id: string): boolean {
+    return this.#sql.exec("DELETE FROM alert_rules WHERE tenant_id = ? AND id = ?", tenantId, id).rowsWritten > 0;
   }
 
   registerStream(tenantId: string, stream: string): void {

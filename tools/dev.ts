@@ -129,6 +129,8 @@ async function main(): Promise<void> {
       "--env-file",
       args.vars,
       "--test-scheduled",
+      "--var",
+      "ALLOW_HTTP_WEBHOOKS:true",
       "--show-interactive-dev-session=false",
       "--log-level",
       args.quiet ? "error" : "warn",

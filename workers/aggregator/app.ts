@@ -16,6 +16,7 @@ import pkg from "../../package.json";
 import { isUpgrade, requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import type { AppEnv } from "../lib/types";
+import { alerts } from "./alerts";
 import { control } from "./control";
 
 export const aggregator = new Hono<AppEnv>();
@@ -115,3 +116,4 @@ aggregator.get("/v1/live", requireUpgrade, requireKey("read"), async (c) => {
 });
 
 aggregator.route("/", control);
+aggregator.route("/", alerts);

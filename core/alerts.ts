@@ -1,0 +1,341 @@
+/**
+ * Alert rules and their state machine, runtime-free.
+ *
+ * States follow Prometheus: inactive → pending (condition true, waiting out
+ * `for`) → firing → resolved (then inactive again). `keep_firing_for` keeps
+ * an alert firing that long after the condition last held; a resolve
+ * threshold adds hysteresis: once firing, the alert stays active until the
+ * value crosses the resolve threshold, not merely the trigger threshold.
+ * A no-data rule is active while no event has arrived for `no_data`.
+ */
+import { CodedError } from "./errors";
+import { isStreamName } from "./event";
+import { type Figures, isWindowName, type WindowName } from "./window";
+
+export const AGGREGATES = [
+  "count",
+  "rate",
+  "sum",
+  "min",
+  "max",
+  "mean",
+  "p50",
+  "p90",
+  "p95",
+  "p99",
+  "distinct_users",
+] as const;
+export type AggregateName = (typeof AGGREGATES)[number];
+export const COMPARATORS = [">", ">=", "<", "<="] as const;
+export type Comparator = (typeof COMPARATORS)[number];
+
+export interface AlertRule {
+  id: string;
+  name: string;
+  stream: string;
+  /** "threshold": aggregate over window compared with threshold; "no_data": no event for no_data_ms. */
+  kind: "threshold" | "no_data";
+  aggregate: AggregateName;
+  window: WindowName;
+  comparator: Comparator;
+  threshold: number;
+  /** Once firing, stays active while the value still compares true against this (hysteresis). Defaults to threshold. */
+  resolve_threshold: number | null;
+  for_ms: number;
+  keep_firing_for_ms: number;
+  no_data_ms: number;
+  labels: Record<string, string>;
+  targets: string[];
+  enabled: boolean;
+  created_at: number;
+  updated_at: number;
+}
+
+export type AlertStateName = "inactive" | "pending" | "firing";
+
+export interface AlertState {
+  state: AlertStateName;
+  /** When the condition started holding (pending/firing). */
+  activeSince: number | null;
+  /** When the alert started firing. */
+  firingSince: number | null;
+  /** Last evaluation at which the condition held. */
+  lastTrueAt: number | null;
+  value: number | null;
+}
+
+export const INITIAL_STATE: AlertState = {
+  state: "inactive",
+  activeSince: null,
+  firingSince: null,
+  lastTrueAt: null,
+  value: null,
+};
+
+export type TransitionKind = "pending" | "firing" | "resolved" | "cancelled";
+
+export interface Transition {
+  kind: TransitionKind;
+  at: number;
+  value: number | null;
+}
+
+export interface EvalInput {
+  now: number;
+  /** The rule's window figures now. */
+  figures: Figures | null;
+  /** Time of the stream's last accepted event, or null if none ever. */
+  lastEventAt: number | null;
+}
+
+const compare = (v: number, c: Comparator, t: number) =>
+  c === ">" ? v > t : c === ">=" ? v >= t : c === "<" ? v < t : v <= t;
+
+/** The rule's observed value: the aggregate, or for no-data rules the ms since the last event. */
+export function observe(rule: AlertRule, input: EvalInput): number | null {
+  if (rule.kind === "no_data") {
+    const since = input.lastEventAt ?? rule.created_at;
+    return Math.max(0, input.now - since);
+  }
+  const f = input.figures;
+  if (f === null) return null;
+  const v = f[rule.aggregate];
+  return typeof v === "number" ? v : null;
+}
+
+/** Whether the rule's condition holds, given whether the alert is already active (hysteresis). */
+export function conditionHolds(rule: AlertRule, value: number | null, active: boolean): boolean {
+  if (value === null) return false;
+  if (rule.kind === "no_data") return value >= rule.no_data_ms;
+  const limit = active && rule.resolve_threshold !== null ? rule.resolve_threshold : rule.threshold;
+  return compare(value, rule.comparator, limit);
+}
+
+/** One evaluation step. Pure: returns the next state and the transitions it made (stored, pushed, delivered). */
+export function evaluate(
+  rule: AlertRule,
+  prev: AlertState,
+  input: EvalInput,
+): { state: AlertState; transitions: Transition[] } {
+  const { now } = input;
+  const value = observe(rule, input);
+  const transitions: Transition[] = [];
+  const s: AlertState = { ...prev, value };
+  if (!rule.enabled) {
+    if (prev.state === "firing") transitions.push({ kind: "resolved", at: now, value });
+    return { state: { ...INITIAL_STATE, value }, transitions };
+  }
+  const holds = conditionHolds(rule, value, prev.state === "firing");
+  if (holds) s.lastTrueAt = now;
+  switch (prev.state) {
+    case "inactive":
+      if (!holds) return { state: s, transitions };
+      s.activeSince = now;
+      if (rule.for_ms <= 0) {
+        s.state = "firing";
+        s.firingSince = now;
+        transitions.push({ kind: "firing", at: now, value });
+      } else {
+        s.state = "pending";
+        transitions.push({ kind: "pending", at: now, value });
+      }
+      return { state: s, transitions };
+    case "pending":
+      if (!holds) {
+        transitions.push({ kind: "cancelled", at: now, value });
+        return { state: { ...INITIAL_STATE, value }, transitions };
+      }
+      if (now - (s.activeSince as number) >= rule.for_ms) {
+        s.state = "firing";
+        s.firingSince = now;
+        transitions.push({ kind: "firing", at: now, value });
+      }
+      return { state: s, transitions };
+    case "firing":
+      if (holds) return { state: s, transitions };
+      if (s.lastTrueAt !== null && now - s.lastTrueAt < rule.keep_firing_for_ms) return { state: s, transitions };
+      transitions.push({ kind: "resolved", at: now, value });
+      return { state: { ...INITIAL_STATE, value }, transitions };
+  }
+}
+
+/** When the state can next change without new data (for the alarm), or null. */
+export function nextDeadline(rule: AlertRule, st: AlertState, lastEventAt: number | null): number | null {
+  if (!rule.enabled) return null;
+  const times: number[] = [];
+  if (st.state === "pending" && st.activeSince !== null) times.push(st.activeSince + rule.for_ms);
+  if (st.state === "firing" && st.lastTrueAt !== null && rule.keep_firing_for_ms > 0) {
+    times.push(st.lastTrueAt + rule.keep_firing_for_ms);
+  }
+  if (rule.kind === "no_data" && st.state === "inactive")
+    times.push((lastEventAt ?? rule.created_at) + rule.no_data_ms);
+  return times.length ? Math.min(...times) : null;
+}
+
+/**
+ * Applies an edit: a change to what the condition means (stream, kind,
+ * aggregate, window, comparator, threshold, no-data duration) restarts a
+ * pending alert's `for` clock; a firing alert stays firing and is judged by
+ * the new rule at the next evaluation.
+ */
+export function stateAfterEdit(before: AlertRule, after: AlertRule, st: AlertState): AlertState {
+  const keys = ["stream", "kind", "aggregate", "window", "comparator", "threshold", "no_data_ms"] as const;
+  const changed = keys.some((k) => before[k] !== after[k]);
+  if (st.state === "pending" && changed) return { ...INITIAL_STATE, value: st.value };
+  return st;
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/** Parses "2m", "30s", "1h", "500ms" or a number of ms. */
+export function parseDuration(raw: unknown, field: string): number {
+  if (raw === undefined || raw === null) return 0;
+  if (typeof raw === "number" && Number.isFinite(raw) && raw >= 0) return Math.round(raw);
+  if (typeof raw === "string") {
+    const m = DURATION.exec(raw.trim());
+    if (m) return Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]);
+  }
+  throw new CodedError("invalid_rule", `${field} must be a duration like "30s", "2m", "1h" or a number of ms.`);
+}
+
+const MAX_DURATION_MS = 24 * 3_600_000;
+const MAX_TARGETS = 5;
+
+/** Validates a rule body (create: all required fields; update: merged with the existing rule first). */
+export function validateRule(
+  body: Record<string, unknown>,
+  base: { id: string; now: number; existing?: AlertRule },
+  allowHttp: boolean,
+): AlertRule {
+  const b = { ...(base.existing ? ruleToBody(base.existing) : {}), ...body };
+  const fail = (msg: string): never => {
+    throw new CodedError("invalid_rule", msg);
+  };
+  const kind = b.kind ?? (b.no_data !== undefined && b.threshold === undefined ? "no_data" : "threshold");
+  if (kind !== "threshold" && kind !== "no_data") fail('kind must be "threshold" or "no_data".');
+  if (!isStreamName(b.stream)) fail("stream must be a stream name ([A-Za-z0-9_.:-]{1,128}).");
+  const name = b.name ?? `${b.stream} ${kind}`;
+  if (typeof name !== "string" || name.length === 0 || name.length > 200) fail("name must be 1-200 characters.");
+  const aggregate = b.aggregate ?? "count";
+  if (!(AGGREGATES as readonly unknown[]).includes(aggregate))
+    fail(`aggregate must be one of ${AGGREGATES.join(", ")}.`);
+  const window = b.window ?? "5m";
+  if (!isWindowName(window)) fail("window must be one of 1m, 5m, 15m, 1h.");
+  const comparator = b.comparator ?? ">";
+  if (!(COMPARATORS as readonly unknown[]).includes(comparator))
+    fail(`comparator must be one of ${COMPARATORS.join(" ")}.`);
+  let threshold = 0;
+  if (kind === "threshold") {
+    if (typeof b.threshold !== "number" || !Number.isFinite(b.threshold)) fail("threshold must be a finite number.");
+    threshold = b.threshold as number;
+  }
+  const resolve = b.resolve_threshold ?? null;
+  if (resolve !== null) {
+    if (typeof resolve !== "number" || !Number.isFinite(resolve)) fail("resolve_threshold must be a finite number.");
+    const above = comparator === ">" || comparator === ">=";
+    const ok = above ? (resolve as number) <= threshold : (resolve as number) >= threshold;
+    if (!ok)
+      fail(
+        `resolve_threshold must be on the safe side of threshold (for "${comparator}": ${above ? "≤" : "≥"} ${threshold}).`,
+      );
+  }
+  const forMs = parseDuration(b.for, "for");
+  const keepMs = parseDuration(b.keep_firing_for, "keep_firing_for");
+  const noDataMs = parseDuration(b.no_data, "no_data");
+  for (const [f, v] of [
+    ["for", forMs],
+    ["keep_firing_for", keepMs],
+    ["no_data", noDataMs],
+  ] as const) {
+    if (v > MAX_DURATION_MS) fail(`${f} must be at most 24h.`);
+  }
+  if (kind === "no_data" && noDataMs <= 0) fail('a no_data rule needs no_data > 0, e.g. "3m".');
+  const labels = b.labels ?? {};
+  if (
+    typeof labels !== "object" ||
+    labels === null ||
+    Array.isArray(labels) ||
+    Object.keys(labels).length > 16 ||
+    !Object.entries(labels).every(
+      ([k, v]) => k.length > 0 && k.length <= 64 && typeof v === "string" && v.length <= 256,
+    )
+  ) {
+    fail("labels must be an object of at most 16 string values.");
+  }
+  const targets = b.targets ?? [];
+  if (!Array.isArray(targets) || targets.length > MAX_TARGETS)
+    fail(`targets must be a list of at most ${MAX_TARGETS} webhook URLs.`);
+  for (const t of targets as unknown[]) {
+    let u: URL | null = null;
+    try {
+      u = typeof t === "string" ? new URL(t) : null;
+    } catch {
+      u = null;
+    }
+    if (!u || !(u.protocol === "https:" || (allowHttp && u.protocol === "http:"))) {
+      fail(`target ${JSON.stringify(t).slice(0, 80)} must be an ${allowHttp ? "http(s)" : "https"} URL.`);
+    }
+  }
+  const enabled = b.enabled ?? true;
+  if (typeof enabled !== "boolean") fail("enabled must be true or false.");
+  return {
+    id: base.id,
+    name: name as string,
+    stream: b.stream as string,
+    kind: kind as AlertRule["kind"],
+    aggregate: aggregate as AggregateName,
+    window: window as WindowName,
+    comparator: comparator as Comparator,
+    threshold,
+    resolve_threshold: resolve as number | null,
+    for_ms: forMs,
+    keep_firing_for_ms: keepMs,
+    no_data_ms: noDataMs,
+    labels: { ...(labels as Record<string, string>) },
+    targets: targets as string[],
+    enabled: enabled as boolean,
+    created_at: base.existing?.created_at ?? base.now,
+    updated_at: base.now,
+  };
+}
+
+function ruleToBody(r: AlertRule): Record<string, unknown> {
+  return {
+    name: r.name,
+    stream: r.stream,
+    kind: r.kind,
+    aggregate: r.aggregate,
+    window: r.window,
+    comparator: r.comparator,
+    threshold: r.kind === "threshold" ? r.threshold : undefined,
+    resolve_threshold: r.resolve_threshold,
+    for: r.for_ms,
+    keep_firing_for: r.keep_firing_for_ms,
+    no_data: r.no_data_ms,
+    labels: r.labels,
+    targets: r.targets,
+    enabled: r.enabled,
+  };
+}
+
+/** HMAC-SHA256 webhook signature over `${timestamp}.${body}`, hex. */
+export async function signWebhook(secret: string, timestamp: number, body: string): Promise<string> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${timestamp}.${body}`));
+  return Array.from(new Uint8Array(mac), (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export const SIGNATURE_HEADER = "x-edgepulse-signature";
+
+/** Retry schedule for webhook deliveries: 1 s, 2 s, 4 s … capped at 5 min; given up after this many attempts. */
+export const DELIVERY_MAX_ATTEMPTS = 12;
+export function deliveryBackoffMs(attempts: number): number {
+  return Math.min(300_000, 1000 * 2 ** Math.max(0, attempts - 1));
+}

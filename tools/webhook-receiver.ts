@@ -1,0 +1,84 @@
+/**
+ * A local webhook receiver: records every delivery (headers and body) per
+ * path, answers 200, or 503 while switched down. Used by the tests and the
+ * alert benchmark; handy to watch alerts locally too:
+ *
+ *   npx tsx tools/webhook-receiver.ts 8788   # then use http://127.0.0.1:8788/hook/mine as a target
+ *
+ * Control: POST /__down/<name>, POST /__up/<name>, GET /__received/<name>.
+ */
+import { createServer, type Server } from "node:http";
+
+export interface Received {
+  at: number;
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface Receiver {
+  url: string;
+  port: number;
+  received: Map<string, Received[]>;
+  close(): Promise<void>;
+}
+
+export function startReceiver(
+  port = 0,
+  opts: { unref?: boolean; onDelivery?: (name: string, r: Received) => void } = {},
+): Promise<Receiver> {
+  const received = new Map<string, Received[]>();
+  const down = new Set<string>();
+  const server: Server = createServer((req, res) => {
+    const url = req.url ?? "/";
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const control = /^\/__(down|up|received)\/([\w.-]+)$/.exec(url);
+      if (control) {
+        const [, op, name] = control;
+        if (op === "down") down.add(name);
+        if (op === "up") down.delete(name);
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify(op === "received" ? (received.get(name) ?? []) : { ok: true }));
+        return;
+      }
+      const hook = /^\/hook\/([\w.-]+)$/.exec(url);
+      if (req.method !== "POST" || !hook) {
+        res.writeHead(404).end();
+        return;
+      }
+      const name = hook[1];
+      const status = down.has(name) ? 503 : 200;
+      const r: Received = {
+        at: Date.now(),
+        status,
+        headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)])),
+        body: Buffer.concat(chunks).toString("utf8"),
+      };
+      const list = received.get(name) ?? [];
+      list.push(r);
+      received.set(name, list);
+      opts.onDelivery?.(name, r);
+      res.writeHead(status).end(status === 200 ? "ok" : "down");
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(port, "127.0.0.1", () => {
+      if (opts.unref) server.unref();
+      const actual = (server.address() as { port: number }).port;
+      resolve({
+        url: `http://127.0.0.1:${actual}`,
+        port: actual,
+        received,
+        close: () => new Promise((r) => server.close(() => r())),
+      });
+    });
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  startReceiver(Number(process.argv[2] ?? 8788), {
+    onDelivery: (name, r) => process.stdout.write(`${new Date(r.at).toISOString()} ${name} ${r.body}\n`),
+  }).then((r) => process.stdout.write(`webhook receiver on ${r.url}/hook/<name>\n`));
+}
