@@ -4,7 +4,9 @@
  * MetricActor, history from the API). No framework: the DOM is small.
  */
 import uPlot from "uplot";
+import type { AlertRule, AlertState } from "../../core/alerts";
 import {
+  type AlertEvent,
   type DirectoryEntry,
   KEY_PROTOCOL_PREFIX,
   LIVE_PROTOCOL,
@@ -19,6 +21,20 @@ const KEY_STORAGE = "edgepulse.readKey";
 const app = document.getElementById("app") as HTMLElement;
 const statusEl = document.getElementById("status") as HTMLElement;
 const crumbs = document.getElementById("crumbs") as HTMLElement;
+const banner = document.getElementById("banner") as HTMLElement;
+
+/** The firing-alerts banner, shown on every page while any alert fires. */
+function showFiring(firing: AlertEvent[]) {
+  banner.hidden = firing.length === 0;
+  banner.replaceChildren(
+    ...firing.flatMap((a, i) => [
+      ...(i ? [document.createTextNode(" · ")] : []),
+      document.createTextNode("FIRING "),
+      el("b", {}, a.rule_name),
+      document.createTextNode(` on ${a.stream} (value ${fmt(a.value)})`),
+    ]),
+  );
+}
 
 type ConnState = "offline" | "connecting" | "connected" | "reconnecting" | "unauthorized";
 
@@ -185,6 +201,7 @@ function showOverview(key: string) {
   };
   current = new LiveSocket("/v1/live", key, (m) => {
     if (m.type === "directory" || m.type === "streams") for (const s of m.streams) render(s);
+    if (m.type === "alerts") showFiring(m.firing);
   });
 }
 
@@ -322,7 +339,14 @@ function showStream(key: string, name: string) {
     for (const t of minutes.keys()) if (t < Date.now() - 3_600_000) minutes.delete(t);
   };
 
+  const firing = new Map<string, AlertEvent>();
   const socket = new LiveSocket(`/v1/streams/${encodeURIComponent(name)}/live`, key, (m) => {
+    if (m.type === "alert") {
+      if (m.event.kind === "firing") firing.set(m.event.rule_id, m.event);
+      if (m.event.kind === "resolved") firing.delete(m.event.rule_id);
+      showFiring([...firing.values()]);
+      return;
+    }
     if (m.type !== "snapshot" && m.type !== "update") return;
     if (m.type === "snapshot") {
       seconds.clear();
@@ -361,6 +385,89 @@ function showStream(key: string, name: string) {
   };
 }
 
+/** Alerts page: rules with their state, and recent transitions with webhook deliveries. */
+function showAlerts(key: string) {
+  crumbs.textContent = "alerts";
+  const rulesCard = el("section", { class: "card" });
+  const eventsCard = el("section", { class: "card" });
+  app.replaceChildren(
+    el("h2", { class: "section" }, "rules"),
+    rulesCard,
+    el("h2", { class: "section" }, "recent alerts"),
+    eventsCard,
+  );
+  const get = async <T>(path: string): Promise<T | null> => {
+    const res = await fetch(path, { headers: { authorization: `Bearer ${key}` } }).catch(() => null);
+    return res?.ok ? ((await res.json()) as T) : null;
+  };
+  const table = (
+    head: string[],
+    rows: string[][],
+    testid: string,
+    classes: (r: number, c: number) => string = () => "",
+  ) => {
+    const t = el("table", { "data-testid": testid });
+    const tr = el("tr");
+    for (const h of head) tr.append(el("th", { class: "left" }, h));
+    t.append(el("thead"), el("tbody"));
+    (t.tHead as HTMLTableSectionElement).append(tr);
+    rows.forEach((r, i) => {
+      const row = el("tr");
+      r.forEach((cell, j) => row.append(el("td", { class: `left ${classes(i, j)}` }, cell)));
+      (t.tBodies[0] as HTMLTableSectionElement).append(row);
+    });
+    return t;
+  };
+  const load = async () => {
+    const [rules, events, firing] = await Promise.all([
+      get<{ rules: Array<{ rule: AlertRule; state: AlertState }> }>("/v1/alerts/rules"),
+      get<{ events: Array<AlertEvent & { deliveries: Array<{ status: string; target: string }> }> }>(
+        "/v1/alerts/events?limit=50",
+      ),
+      get<{ firing: AlertEvent[] }>("/v1/alerts"),
+    ]);
+    if (firing) showFiring(firing.firing);
+    const describe = (r: AlertRule) =>
+      r.kind === "no_data"
+        ? `no data for ${r.no_data_ms / 1000}s`
+        : `${r.aggregate} over ${r.window} ${r.comparator} ${r.threshold}${r.resolve_threshold !== null ? ` (resolve ${r.resolve_threshold})` : ""}${r.for_ms ? ` for ${r.for_ms / 1000}s` : ""}`;
+    const ruleRows = (rules?.rules ?? []).map(({ rule, state }) => [
+      rule.name,
+      rule.stream,
+      describe(rule),
+      rule.enabled ? state.state : "disabled",
+      fmt(state.value),
+    ]);
+    rulesCard.replaceChildren(
+      ruleRows.length
+        ? table(["rule", "stream", "condition", "state", "value"], ruleRows, "alert-rules", (i, j) =>
+            j === 3 ? `state-${ruleRows[i][3]}` : "",
+          )
+        : el("p", { class: "empty" }, "No alert rules yet: create one with POST /v1/alerts/rules (admin key)."),
+    );
+    const evRows = (events?.events ?? []).map((e) => [
+      new Date(e.at).toLocaleString(),
+      e.kind,
+      e.rule_name,
+      e.stream,
+      fmt(e.value),
+      e.deliveries.map((d) => d.status).join(", ") || "–",
+    ]);
+    eventsCard.replaceChildren(
+      evRows.length
+        ? table(["time", "transition", "rule", "stream", "value", "webhooks"], evRows, "alert-events", (i, j) =>
+            j === 1
+              ? `state-${evRows[i][1] === "firing" ? "firing" : evRows[i][1] === "pending" ? "pending" : "inactive"}`
+              : "",
+          )
+        : el("p", { class: "empty" }, "No alerts have fired yet."),
+    );
+  };
+  void load();
+  const timer = setInterval(load, 5000);
+  current = { close: () => clearInterval(timer) };
+}
+
 function route() {
   current?.close();
   current = null;
@@ -368,6 +475,7 @@ function route() {
   if (!key) return showKeyForm();
   const m = /^#\/stream\/(.+)$/.exec(location.hash);
   if (m) showStream(key, decodeURIComponent(m[1]));
+  else if (location.hash === "#/alerts") showAlerts(key);
   else showOverview(key);
 }
 

@@ -95,6 +95,31 @@ describe("dashboard in Chromium", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("shows a firing alert in a banner and on the alerts page", async () => {
+    const res = await fetch(`${stack.url}/v1/alerts/rules`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${keys.admin}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        name: "too many signups",
+        stream: "signup",
+        aggregate: "count",
+        window: "1m",
+        threshold: 2,
+      }),
+    });
+    expect(res.status).toBe(201);
+    await page.goto(`${stack.url}/#/`);
+    await send([{ name: "signup" }, { name: "signup" }, { name: "signup" }]);
+    const banner = page.getByTestId("alert-banner");
+    await expect.poll(() => banner.textContent(), { timeout: 15_000 }).toContain("too many signups");
+    await page.getByTestId("alerts-link").click();
+    const rules = page.getByTestId("alert-rules");
+    await expect.poll(() => rules.textContent(), { timeout: 10_000 }).toContain("firing");
+    await expect.poll(() => page.getByTestId("alert-events").textContent()).toContain("too many signups");
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-alerts.png"), fullPage: true });
+    await page.goto(`${stack.url}/#/stream/checkout`);
+  });
+
   it("reconnects and catches up after the server drops the socket", async () => {
     const state = page.getByTestId("status");
     await stack.stop();
