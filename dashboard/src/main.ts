@@ -413,7 +413,9 @@ function showAlerts(key: string) {
     (t.tHead as HTMLTableSectionElement).append(tr);
     rows.forEach((r, i) => {
       const row = el("tr");
-      r.forEach((cell, j) => row.append(el("td", { class: `left ${classes(i, j)}` }, cell)));
+      r.forEach((cell, j) => {
+        row.append(el("td", { class: `left ${classes(i, j)}` }, cell));
+      });
       (t.tBodies[0] as HTMLTableSectionElement).append(row);
     });
     return t;
