@@ -2,6 +2,7 @@ import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 import { createTestDatabase } from "./test/support/pg";
 import { startBridge } from "./tools/pg-bridge";
+import { startUpstashBridge } from "./tools/upstash-bridge";
 import { startReceiver } from "./tools/webhook-receiver";
 
 export const TEST_ADMIN_TOKEN = "test-operator-token";
@@ -12,6 +13,8 @@ export default defineConfig(async () => {
   const bridge = await startBridge(0, "127.0.0.1", { unref: true });
   // A real HTTP receiver for alert webhooks (tests read what it got, and switch it down and up).
   const receiver = await startReceiver(0, { unref: true });
+  // The real Redis behind the project's Upstash REST bridge: rate limits and the shared key cache.
+  const upstash = await startUpstashBridge({ token: "test-upstash-token", unref: true });
   return {
     plugins: [
       cloudflareTest({
@@ -26,6 +29,8 @@ export default defineConfig(async () => {
             FLUSH_INTERVAL_MS: "100",
             ALLOW_HTTP_WEBHOOKS: "true",
             TEST_WEBHOOK_URL: receiver.url,
+            UPSTASH_REDIS_REST_URL: upstash.url,
+            UPSTASH_REDIS_REST_TOKEN: upstash.token,
           },
         },
       }),

@@ -53,6 +53,37 @@ export const CONFIG = {
     max: 300_000,
     description: "How long a verified API key is cached in a Worker isolate (ms); bounds revocation delay.",
   },
+  RATE_LIMIT_INGEST_PER_SEC: {
+    default: 500,
+    min: 1,
+    max: 1_000_000,
+    description:
+      "Default ingest requests per second per tenant (sliding window); per-tenant overrides via the operator API.",
+  },
+  RATE_LIMIT_READ_PER_SEC: {
+    default: 200,
+    min: 1,
+    max: 1_000_000,
+    description: "Default read requests per second per tenant (API and socket upgrades).",
+  },
+  RATE_LIMIT_TIMEOUT_MS: {
+    default: 200,
+    min: 10,
+    max: 5000,
+    description: "How long the Redis rate-limit check may take before the request is let through (fail open).",
+  },
+  MAX_STREAMS_PER_TENANT: {
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    description: "Most distinct streams a tenant may have; events for further streams are refused (stream_limit).",
+  },
+  MAX_DIM_VALUES: {
+    default: 1000,
+    min: 1,
+    max: 100_000,
+    description: "Most distinct values per dimension key per stream; further values become __other__ and are counted.",
+  },
   FLUSH_INTERVAL_MS: {
     default: 2000,
     min: 50,

@@ -28,6 +28,8 @@ export const ERRORS = {
   key_not_found: { status: 404, message: "No such key for this tenant." },
   method_not_allowed: { status: 405, message: "Method not allowed." },
   stream_unavailable: { status: 503, message: "The stream's actor could not be reached; retry the request." },
+  rate_limited: { status: 429, message: "Too many requests for this tenant; see Retry-After." },
+  body_too_deep: { status: 400, message: "The JSON nests deeper than events can." },
   invalid_rule: { status: 400, message: "The alert rule is not valid." },
   rule_not_found: { status: 404, message: "No such alert rule for this tenant." },
   upgrade_required: { status: 426, message: "This endpoint is a WebSocket: connect with Upgrade: websocket." },
@@ -67,6 +69,8 @@ export const EVENT_ERRORS = {
   too_late: "The event is older than the allowed lateness.",
   too_far_in_future: "The event's ts is too far in the future.",
   stream_unavailable: "The stream's actor could not be reached; resend this event (with an id, resending is safe).",
+  stream_limit:
+    "The tenant has reached its limit of distinct streams (MAX_STREAMS_PER_TENANT); send to an existing stream.",
 } as const;
 
 export type EventErrorCode = keyof typeof EVENT_ERRORS;

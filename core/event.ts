@@ -150,9 +150,35 @@ export function bodyFormat(contentType: string | null): BodyFormat | undefined {
   }
 }
 
+/** Events nest at most array → event → dims. */
+export const MAX_JSON_DEPTH = 3;
+
+/** Deepest nesting of objects and arrays in a JSON text (strings skipped), scanning at most until `limit` is passed. */
+export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 92)
+        i++; // backslash: skip the escaped character
+      else if (ch === 34) inString = false;
+    } else if (ch === 34) inString = true;
+    else if (ch === 123 || ch === 91) {
+      depth++;
+      if (depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if (ch === 125 || ch === 93) depth--;
+  }
+  return max;
+}
+
 export type DecodedBody =
   | { ok: true; items: Array<{ ok: true; value: unknown } | { ok: false }> }
-  | { ok: false; message: string };
+  | { ok: false; message: string; code?: "body_too_deep" };
 
 function parseNdjson(text: string): DecodedBody {
   const items: Array<{ ok: true; value: unknown } | { ok: false }> = [];
@@ -174,6 +200,14 @@ function parseNdjson(text: string): DecodedBody {
  * JSON if it parses as one document, NDJSON otherwise.
  */
 export function decodeBody(text: string, format: BodyFormat): DecodedBody {
+  // Refuse deep nesting before parsing: it is never a valid batch and costs parser time and memory.
+  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    return {
+      ok: false,
+      message: `The JSON nests deeper than ${MAX_JSON_DEPTH} levels (array → event → dims).`,
+      code: "body_too_deep",
+    };
+  }
   if (format === "ndjson") return parseNdjson(text);
   let doc: unknown;
   try {

@@ -26,6 +26,8 @@ export interface StreamCounters {
   future: number;
   /** Every rejection of an event that named this stream, by code. */
   rejected: Partial<Record<EventErrorCode, number>>;
+  /** Dimension values beyond MAX_DIM_VALUES per key, folded into "__other__". */
+  dims_overflow?: number;
 }
 
 export interface FlushStatus {
@@ -73,4 +75,11 @@ export interface KeyGrant {
   tenantId: string;
   scope: Scope;
   revoked: boolean;
+  /** Per-tenant rate limits (requests/s); null fields fall back to the configured defaults. */
+  limits: TenantLimits | null;
+}
+
+export interface TenantLimits {
+  ingest_per_sec: number | null;
+  read_per_sec: number | null;
 }

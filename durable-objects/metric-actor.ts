@@ -73,6 +73,7 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS outbox (
      minute INTEGER PRIMARY KEY, version INTEGER NOT NULL, frozen INTEGER NOT NULL DEFAULT 0,
      count INTEGER, value_count INTEGER, sum REAL, min REAL, max REAL, sketch BLOB, hll BLOB)`,
+  "CREATE TABLE IF NOT EXISTS dim_values (key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (key, value)) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS alert_rules (id TEXT PRIMARY KEY, rule TEXT NOT NULL, state TEXT NOT NULL)",
   // Alert transitions (the last ALERT_EVENTS_KEPT), with pg_flushed = 0 until written to PostgreSQL.
   `CREATE TABLE IF NOT EXISTS alert_events (
@@ -131,6 +132,8 @@ export class MetricActor extends DurableObject<Env> {
   #live = { applied: 0, timer: null as ReturnType<typeof setTimeout> | null };
   #hub = { lastAt: 0, timer: null as ReturnType<typeof setTimeout> | null };
   #rules = new Map<string, RuleStatus>();
+  /** Distinct values seen per dimension key (capped at MAX_DIM_VALUES each). */
+  #dimValues = new Map<string, Set<string>>();
   #secret: string | null = null;
   #alertTimer: ReturnType<typeof setTimeout> | null = null;
   #flush = { failures: 0, nextAt: 0, lastAt: null as number | null, lastError: null as string | null, flushed: 0 };
@@ -190,6 +193,12 @@ export class MetricActor extends DurableObject<Env> {
     );
     this.#secret =
       this.#sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'webhook_secret'").toArray()[0]?.v ?? null;
+    this.#dimValues = new Map();
+    for (const r of this.#sql.exec<{ key: string; value: string }>("SELECT key, value FROM dim_values")) {
+      const set = this.#dimValues.get(r.key) ?? new Set<string>();
+      set.add(r.value);
+      this.#dimValues.set(r.key, set);
+    }
   }
 
   /**
@@ -223,6 +232,7 @@ export class MetricActor extends DurableObject<Env> {
     const counters = structuredClone(meta.counters);
     const horizon = now - this.#config.DEDUP_HORIZON_MS;
     const newIds = new Set<string>();
+    const newDims: Array<[string, string]> = [];
     const admitted: WindowEvent[] = [];
     const countRejection = (code: EventErrorCode, n = 1) => {
       counters.rejected[code] = (counters.rejected[code] ?? 0) + n;
@@ -244,6 +254,7 @@ export class MetricActor extends DurableObject<Env> {
           return;
         }
         if (e.id !== undefined) newIds.add(e.id);
+        if (e.dims) counters.dims_overflow = (counters.dims_overflow ?? 0) + this.#guardDims(e.dims, newDims);
         admitted.push(e);
         result.accepted++;
       });
@@ -279,6 +290,8 @@ export class MetricActor extends DurableObject<Env> {
           }
         }
         for (const id of newIds) this.#sql.exec("INSERT OR REPLACE INTO dedup (id, seen) VALUES (?, ?)", id, now);
+        for (const [k, v] of newDims)
+          this.#sql.exec("INSERT OR IGNORE INTO dim_values (key, value) VALUES (?, ?)", k, v);
         this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(next));
       });
     } catch (err) {
@@ -297,6 +310,27 @@ export class MetricActor extends DurableObject<Env> {
     });
     this.#afterApply(admitted.length);
     await this.#ensureAlarm(Date.now() + (this.#outbox.size > 0 ? this.#config.FLUSH_INTERVAL_MS : HOUSEKEEPING_MS));
+  }
+
+  /** Admits an event's dimension values up to MAX_DIM_VALUES per key; folds the rest into "__other__". Returns how many were folded. */
+  #guardDims(dims: Record<string, string>, added: Array<[string, string]>): number {
+    let folded = 0;
+    for (const [k, v] of Object.entries(dims)) {
+      let set = this.#dimValues.get(k);
+      if (set === undefined) {
+        set = new Set();
+        this.#dimValues.set(k, set);
+      }
+      if (set.has(v)) continue;
+      if (set.size < this.#config.MAX_DIM_VALUES) {
+        set.add(v);
+        added.push([k, v]);
+      } else {
+        dims[k] = "__other__";
+        folded++;
+      }
+    }
+    return folded;
   }
 
   #seen(id: string, horizon: number): boolean {

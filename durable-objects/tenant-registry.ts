@@ -8,7 +8,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { AlertRule } from "../core/alerts";
 import { hashKey, keyPrefix, newId, newKey, randomToken, type Scope } from "../core/keys";
-import type { KeyGrant, KeyInfo, Tenant } from "../core/protocol";
+import type { KeyGrant, KeyInfo, Tenant, TenantLimits } from "../core/protocol";
 
 const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)",
@@ -20,6 +20,9 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS streams (
      tenant_id TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
      PRIMARY KEY (tenant_id, name)) WITHOUT ROWID`,
+  `CREATE TABLE IF NOT EXISTS tenant_limits (
+     tenant_id TEXT PRIMARY KEY, ingest_per_sec INTEGER, read_per_sec INTEGER)`,
+  "CREATE TABLE IF NOT EXISTS tenant_counters (tenant_id TEXT PRIMARY KEY, streams_refused INTEGER NOT NULL DEFAULT 0)",
   "CREATE TABLE IF NOT EXISTS webhook_secrets (tenant_id TEXT PRIMARY KEY, secret TEXT NOT NULL)",
   `CREATE TABLE IF NOT EXISTS alert_rules (
      tenant_id TEXT NOT NULL, id TEXT NOT NULL, rule TEXT NOT NULL,
@@ -155,7 +158,86 @@ export class TenantRegistry extends DurableObject<Env> {
         hash,
       )
       .toArray()[0];
-    return row ? { keyId: row.id, tenantId: row.tenant_id, scope: row.scope, revoked: row.revoked_at !== null } : null;
+    return row
+      ? {
+          keyId: row.id,
+          tenantId: row.tenant_id,
+          scope: row.scope,
+          revoked: row.revoked_at !== null,
+          limits: this.getLimits(row.tenant_id),
+        }
+      : null;
+  }
+
+  getLimits(tenantId: string): TenantLimits | null {
+    const r = this.#sql
+      .exec<{ ingest_per_sec: number | null; read_per_sec: number | null }>(
+        "SELECT ingest_per_sec, read_per_sec FROM tenant_limits WHERE tenant_id = ?",
+        tenantId,
+      )
+      .toArray()[0];
+    return r ? { ingest_per_sec: r.ingest_per_sec, read_per_sec: r.read_per_sec } : null;
+  }
+
+  /** Sets a tenant's rate limits (null = the configured default); null when the tenant does not exist. */
+  setLimits(tenantId: string, limits: TenantLimits): TenantLimits | null {
+    if (this.getTenant(tenantId) === null) return null;
+    this.#sql.exec(
+      "INSERT OR REPLACE INTO tenant_limits (tenant_id, ingest_per_sec, read_per_sec) VALUES (?, ?, ?)",
+      tenantId,
+      limits.ingest_per_sec,
+      limits.read_per_sec,
+    );
+    return limits;
+  }
+
+  /** Hashes of a tenant key, for invalidating caches after a revocation. */
+  keyHash(tenantId: string, keyId: string): string | null {
+    return (
+      this.#sql
+        .exec<{ hash: string }>("SELECT hash FROM keys WHERE id = ? AND tenant_id = ?", keyId, tenantId)
+        .toArray()[0]?.hash ?? null
+    );
+  }
+
+  /**
+   * Admits stream names for a tenant: those it already has, and new ones while
+   * it stays within `cap` distinct streams. Refused names are counted.
+   */
+  admitStreams(tenantId: string, names: string[], cap: number): { admitted: string[]; refused: string[] } {
+    const admitted: string[] = [];
+    const refused: string[] = [];
+    let count = this.#sql
+      .exec<{ n: number }>("SELECT count(*) AS n FROM streams WHERE tenant_id = ?", tenantId)
+      .one().n;
+    for (const name of names) {
+      const known =
+        this.#sql.exec("SELECT 1 FROM streams WHERE tenant_id = ? AND name = ?", tenantId, name).toArray().length > 0;
+      if (known) admitted.push(name);
+      else if (count < cap) {
+        this.registerStream(tenantId, name);
+        count++;
+        admitted.push(name);
+      } else refused.push(name);
+    }
+    if (refused.length > 0) {
+      this.#sql.exec(
+        "INSERT INTO tenant_counters (tenant_id, streams_refused) VALUES (?, ?) ON CONFLICT (tenant_id) DO UPDATE SET streams_refused = streams_refused + excluded.streams_refused",
+        tenantId,
+        refused.length,
+      );
+    }
+    return { admitted, refused };
+  }
+
+  tenantUsage(tenantId: string): { streams: number; streams_refused: number } {
+    return {
+      streams: this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM streams WHERE tenant_id = ?", tenantId).one().n,
+      streams_refused:
+        this.#sql
+          .exec<{ n: number }>("SELECT streams_refused AS n FROM tenant_counters WHERE tenant_id = ?", tenantId)
+          .toArray()[0]?.n ?? 0,
+    };
   }
 
   /** The tenant's webhook signing secret, created on first use. Stored as-is: HMAC needs the secret itself. */

@@ -18,5 +18,6 @@ await build({
   logLevel: "warning",
 });
 copyFileSync(join(src, "index.html"), join(out, "index.html"));
+copyFileSync(join(src, "_headers"), join(out, "_headers"));
 copyFileSync(join(src, "src", "style.css"), join(out, "style.css"));
 copyFileSync(join(ROOT, "node_modules", "uplot", "dist", "uPlot.min.css"), join(out, "uPlot.min.css"));

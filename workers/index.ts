@@ -6,14 +6,18 @@ import { Hono } from "hono";
 import { aggregator } from "./aggregator/app";
 import { collector } from "./collector/app";
 import { notFound, onError } from "./lib/errors";
+import { securityHeaders } from "./lib/security";
 import type { AppEnv } from "./lib/types";
 import { runMaintenance } from "./maintenance";
 
 export { MetricActor } from "../durable-objects/metric-actor";
+export { RateLimiter } from "../durable-objects/rate-limiter";
 export { TenantHub } from "../durable-objects/tenant-hub";
 export { TenantRegistry } from "../durable-objects/tenant-registry";
 
 export const app = new Hono<AppEnv>();
+// Security headers on every API response (the dashboard's come from dashboard/_headers).
+app.use("*", securityHeaders());
 app.route("/", collector);
 app.route("/", aggregator);
 app.onError(onError);

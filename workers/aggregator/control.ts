@@ -62,8 +62,27 @@ control.post("/v1/admin/tenants/:tenant/keys", async (c) => {
 control.delete("/v1/admin/tenants/:tenant/keys/:key", async (c) => {
   const info = await registry(c.env).revokeKey(c.req.param("tenant"), c.req.param("key"));
   if (info === null) throw new ApiError("key_not_found");
-  forgetKey(info.id);
+  await forgetKey(c.env, info.id, await registry(c.env).keyHash(c.req.param("tenant"), info.id));
   return c.json(info);
+});
+
+/** Per-tenant rate limits in requests per second; null restores the default. Cached grants pick it up within minutes. */
+control.put("/v1/admin/tenants/:tenant/limits", async (c) => {
+  const body = await jsonBody(c.req.raw);
+  const field = (k: string): number | null => {
+    const v = body[k];
+    if (v === null || v === undefined) return null;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 1_000_000) {
+      throw new ApiError("invalid_request", `${k} must be an integer from 1 to 1000000, or null for the default.`);
+    }
+    return v;
+  };
+  const limits = await registry(c.env).setLimits(c.req.param("tenant"), {
+    ingest_per_sec: field("ingest_per_sec"),
+    read_per_sec: field("read_per_sec"),
+  });
+  if (limits === null) throw new ApiError("tenant_not_found");
+  return c.json(limits);
 });
 
 // Tenant admin API: always scoped to the key's own tenant.
@@ -80,8 +99,25 @@ control.post("/v1/keys", requireKey("admin"), async (c) => {
 });
 
 control.delete("/v1/keys/:key", requireKey("admin"), async (c) => {
-  const info = await registry(c.env).revokeKey(c.get("grant").tenantId, c.req.param("key"));
+  const tenant = c.get("grant").tenantId;
+  const info = await registry(c.env).revokeKey(tenant, c.req.param("key"));
   if (info === null) throw new ApiError("key_not_found");
-  forgetKey(info.id);
+  await forgetKey(c.env, info.id, await registry(c.env).keyHash(tenant, info.id));
   return c.json(info);
+});
+
+/** The tenant's usage against its limits. */
+control.get("/v1/tenant", requireKey("read"), async (c) => {
+  const tenant = c.get("grant").tenantId;
+  const config = c.get("config");
+  const limits = c.get("grant").limits;
+  return c.json({
+    tenant_id: tenant,
+    limits: {
+      ingest_per_sec: limits?.ingest_per_sec ?? config.RATE_LIMIT_INGEST_PER_SEC,
+      read_per_sec: limits?.read_per_sec ?? config.RATE_LIMIT_READ_PER_SEC,
+      max_streams: config.MAX_STREAMS_PER_TENANT,
+    },
+    usage: await registry(c.env).tenantUsage(tenant),
+  });
 });

@@ -28,6 +28,27 @@ interface StreamBatch {
 
 export const collector = new Hono<AppEnv>();
 
+/** Stream names this isolate has seen admitted, per tenant (bounded), so the registry is asked only about new ones. */
+const KNOWN_STREAMS_CAP = 100_000;
+const knownStreams = new Map<string, Set<string>>();
+let knownCount = 0;
+
+/** Returns the names refused by the tenant's stream cap. */
+async function admitStreams(env: Env, tenantId: string, names: string[], cap: number): Promise<string[]> {
+  const known = knownStreams.get(tenantId) ?? new Set<string>();
+  const unknown = names.filter((n) => !known.has(n));
+  if (unknown.length === 0) return [];
+  const { admitted, refused } = await env.TENANT_REGISTRY.getByName("global").admitStreams(tenantId, unknown, cap);
+  if (knownCount + admitted.length > KNOWN_STREAMS_CAP) {
+    knownStreams.clear();
+    knownCount = 0;
+  }
+  for (const n of admitted) known.add(n);
+  knownCount += admitted.length;
+  knownStreams.set(tenantId, known);
+  return refused;
+}
+
 collector.use(
   "/v1/events",
   cors({
@@ -56,7 +77,7 @@ collector.post("/v1/events", requireKey("ingest", { allowQueryKeyForText: true }
   }
   const text = await readBody(c.req.raw, config.MAX_BODY_BYTES);
   const decoded = decodeBody(text, format);
-  if (!decoded.ok) throw new ApiError("malformed_body", decoded.message);
+  if (!decoded.ok) throw new ApiError(decoded.code ?? "malformed_body", decoded.message);
   const items = decoded.items;
   if (items.length === 0) throw new ApiError("empty_batch");
   if (items.length > config.MAX_EVENTS_PER_BATCH) {
@@ -95,6 +116,14 @@ collector.post("/v1/events", requireKey("ingest", { allowQueryKeyForText: true }
       }
     }
   });
+
+  // Cardinality guard: new stream names are admitted by the registry up to the tenant's cap.
+  const refused = await admitStreams(c.env, tenantId, [...streams.keys()], config.MAX_STREAMS_PER_TENANT);
+  for (const name of refused) {
+    const b = streams.get(name) as StreamBatch;
+    for (const index of b.indices) rejected.push({ index, code: "stream_limit", message: EVENT_ERRORS.stream_limit });
+    streams.delete(name);
+  }
 
   const entries = [...streams.entries()];
   const results = await Promise.allSettled(

@@ -4,6 +4,8 @@ import { hashKey, type Scope, scopeAllows, secretsEqual } from "../../core/keys"
 import { keyFromProtocols } from "../../core/live";
 import type { KeyGrant } from "../../core/protocol";
 import { ApiError } from "./errors";
+import { rateLimit } from "./ratelimit";
+import { redisFor, within } from "./redis";
 import type { AppEnv } from "./types";
 
 /**
@@ -15,16 +17,32 @@ import type { AppEnv } from "./types";
 const MAX_CACHE_ENTRIES = 10_000;
 const cache = new Map<string, { grant: KeyGrant | null; expires: number }>();
 
-export function forgetKey(keyId: string): void {
-  for (const [hash, entry] of cache) if (entry.grant?.keyId === keyId) cache.delete(hash);
+/** Redis copy of verified grants (shared by every isolate and location); dropped on revocation. */
+const REDIS_KEY_TTL_S = 300;
+const redisKey = (hash: string) => `ep:key:${hash}`;
+
+/** Forgets a key everywhere it is cached: this isolate, and the shared Redis cache. */
+export async function forgetKey(env: Env, keyId: string, hash: string | null): Promise<void> {
+  for (const [h, entry] of cache) if (entry.grant?.keyId === keyId) cache.delete(h);
+  const redis = redisFor(env);
+  if (redis && hash) await redis.del(redisKey(hash));
 }
 
-async function lookup(env: Env, key: string, ttlMs: number): Promise<KeyGrant | null> {
+async function lookup(env: Env, key: string, ttlMs: number, redisTimeoutMs: number): Promise<KeyGrant | null> {
   const hash = await hashKey(key);
   const now = Date.now();
   const hit = cache.get(hash);
   if (hit && hit.expires > now) return hit.grant;
-  const grant = await env.TENANT_REGISTRY.getByName("global").verifyKey(hash);
+  const redis = redisFor(env);
+  let grant: KeyGrant | null | undefined;
+  if (redis)
+    grant = await within(redis.get<KeyGrant>(redisKey(hash)), redisTimeoutMs, undefined).then((g) => g ?? undefined);
+  if (grant === undefined) {
+    grant = (await env.TENANT_REGISTRY.getByName("global").verifyKey(hash)) as KeyGrant | null;
+    // Only valid, unrevoked keys go to the shared cache; unknown keys stay in this isolate's short cache.
+    if (redis && grant && !grant.revoked)
+      await within(redis.set(redisKey(hash), grant, { ex: REDIS_KEY_TTL_S }), redisTimeoutMs, null);
+  }
   if (cache.size >= MAX_CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
   cache.set(hash, { grant, expires: now + ttlMs });
   return grant;
@@ -64,7 +82,7 @@ export function requireKey(scope: Scope, options: RequireKeyOptions = {}): Middl
     }
     if (key === undefined) throw new ApiError("missing_key");
     const config = loadConfig(c.env as unknown as Record<string, unknown>);
-    const grant = await lookup(c.env, key, config.KEY_CACHE_TTL_MS);
+    const grant = await lookup(c.env, key, config.KEY_CACHE_TTL_MS, config.RATE_LIMIT_TIMEOUT_MS);
     if (grant === null) throw new ApiError("invalid_key");
     if (grant.revoked) throw new ApiError("revoked_key");
     if (!scopeAllows(grant.scope, scope)) {
@@ -72,7 +90,8 @@ export function requireKey(scope: Scope, options: RequireKeyOptions = {}): Middl
     }
     c.set("grant", grant);
     c.set("config", config);
-    await next();
+    // Rate limits apply per tenant right after authentication, before any body is read or actor woken.
+    await rateLimit(scope === "ingest" ? "ingest" : "read")(c, next);
   };
 }
 

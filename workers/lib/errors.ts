@@ -8,10 +8,13 @@ export class ApiError extends HTTPException {
   readonly code: ErrorCode;
   readonly details?: unknown;
 
-  constructor(code: ErrorCode, message?: string, details?: unknown) {
+  readonly headers?: Record<string, string>;
+
+  constructor(code: ErrorCode, message?: string, details?: unknown, headers?: Record<string, string>) {
     super(ERRORS[code].status as ContentfulStatusCode, { message: message ?? ERRORS[code].message });
     this.code = code;
     this.details = details;
+    this.headers = headers;
   }
 }
 
@@ -21,7 +24,7 @@ export function errorBody(code: ErrorCode, message: string, details?: unknown) {
 
 export function onError(err: Error, c: Context): Response {
   if (err instanceof ApiError) {
-    return c.json(errorBody(err.code, err.message, err.details), err.status);
+    return c.json(errorBody(err.code, err.message, err.details), err.status, err.headers);
   }
   if (err instanceof CodedError) {
     return c.json(errorBody(err.code, err.message, err.details), ERRORS[err.code].status as ContentfulStatusCode);
