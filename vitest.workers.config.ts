@@ -27,6 +27,8 @@ export default defineConfig(async () => {
             DATABASE_URL: databaseUrl,
             PG_BRIDGE: bridge.url,
             FLUSH_INTERVAL_MS: "100",
+            MAX_STREAMS_PER_TENANT: "30",
+            MAX_DIM_VALUES: "5",
             ALLOW_HTTP_WEBHOOKS: "true",
             TEST_WEBHOOK_URL: receiver.url,
             UPSTASH_REDIS_REST_URL: upstash.url,

@@ -84,6 +84,18 @@ describe("timestamps and admission", () => {
     expect(parseTimestamp("2026-11-22T11:00:00+01:00")).toBe(NOW);
     expect(parseTimestamp("2026-11-22T10:00Z")).toBe(NOW);
     expect(parseTimestamp(Number.NaN)).toBeUndefined();
+    // Regression: Date.parse rolled impossible dates over (Feb 30 became Mar 2).
+    for (const bad of [
+      "2026-02-30T00:00:00Z",
+      "2026-13-01T00:00:00Z",
+      "2026-04-31T10:00:00Z",
+      "2026-01-01T24:00:00Z",
+      "2026-01-01T10:60:00Z",
+      "2026-01-01T10:00:00+15:00",
+    ]) {
+      expect(parseTimestamp(bad), bad).toBeUndefined();
+    }
+    expect(parseTimestamp("2028-02-29T12:00:00Z")).toBe(Date.UTC(2028, 1, 29, 12));
     expect(parseTimestamp(Number.POSITIVE_INFINITY)).toBeUndefined();
   });
 

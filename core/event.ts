@@ -19,7 +19,16 @@ export const MAX_DIM_KEY_LENGTH = 64;
 export const MAX_DIM_VALUE_LENGTH = 256;
 /** Epoch ms before 2001-09-09 are refused: they are almost always seconds sent by mistake. */
 const MIN_EPOCH_MS = 1_000_000_000_000;
-const ISO_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
+const ISO_PATTERN = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-](\d{2}):?(\d{2}))$/;
+
+/** Date.parse rolls impossible dates over (Feb 30 → Mar 2): check every field is in range first. */
+function isoFieldsValid(m: RegExpExecArray): boolean {
+  const [y, mo, d, h, mi] = [1, 2, 3, 4, 5].map((i) => Number(m[i]));
+  const sec = m[6] === undefined ? 0 : Number(m[6]);
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  const offsetOk = m[8] === "Z" || (Number(m[9]) <= 14 && Number(m[10]) <= 59);
+  return mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth && h <= 23 && mi <= 59 && sec <= 59 && offsetOk;
+}
 
 /** A validated event, as routed to its actor. */
 export interface StreamEvent {
@@ -54,8 +63,9 @@ export function parseTimestamp(raw: unknown): number | undefined {
   if (typeof raw === "number") {
     return Number.isFinite(raw) && raw >= MIN_EPOCH_MS && raw < 1e14 ? Math.floor(raw) : undefined;
   }
-  if (typeof raw === "string" && ISO_PATTERN.test(raw)) {
-    const t = Date.parse(raw);
+  const m = typeof raw === "string" ? ISO_PATTERN.exec(raw) : null;
+  if (m && isoFieldsValid(m)) {
+    const t = Date.parse(raw as string);
     return Number.isFinite(t) && t >= MIN_EPOCH_MS ? t : undefined;
   }
   return undefined;

@@ -191,6 +191,14 @@ export class TenantRegistry extends DurableObject<Env> {
     return limits;
   }
 
+  /** Hashes of all of a tenant's keys, for invalidating cached grants after a limits change. */
+  keyHashes(tenantId: string): string[] {
+    return this.#sql
+      .exec<{ hash: string }>("SELECT hash FROM keys WHERE tenant_id = ?", tenantId)
+      .toArray()
+      .map((r) => r.hash);
+  }
+
   /** Hashes of a tenant key, for invalidating caches after a revocation. */
   keyHash(tenantId: string, keyId: string): string | null {
     return (

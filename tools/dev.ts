@@ -23,6 +23,7 @@ import { freePort } from "../test/support/ports";
 import { migrateDatabase } from "./migrate";
 import { ROOT } from "./paths";
 import { startBridge } from "./pg-bridge";
+import { startUpstashBridge } from "./upstash-bridge";
 
 const { values: args } = parseArgs({
   options: {
@@ -104,6 +105,36 @@ async function setUpHistory(): Promise<{ vars: string[]; label: string }> {
   return { vars, label };
 }
 
+/**
+ * Rate limits and the key cache: with UPSTASH_REDIS_REST_URL/TOKEN in the environment, that Upstash database;
+ * else, when a redis-server answers on REDIS_URL (default 127.0.0.1:6379), the project's REST bridge in front of it;
+ * else the Durable Object limiter.
+ */
+async function setUpRedis(): Promise<{ vars: string[]; label: string }> {
+  if (process.env.UPSTASH_REDIS_REST_URL && process.env.UPSTASH_REDIS_REST_TOKEN) {
+    return {
+      vars: [
+        "--var",
+        `UPSTASH_REDIS_REST_URL:${process.env.UPSTASH_REDIS_REST_URL}`,
+        "--var",
+        `UPSTASH_REDIS_REST_TOKEN:${process.env.UPSTASH_REDIS_REST_TOKEN}`,
+      ],
+      label: `Upstash Redis at ${new URL(process.env.UPSTASH_REDIS_REST_URL).host}`,
+    };
+  }
+  const redisUrl = new URL(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  if (process.env.EDGEPULSE_NO_REDIS === "1" || !(await tcpOpen(Number(redisUrl.port || 6379)))) {
+    return { vars: [], label: "Durable Object limiter (no Redis found)" };
+  }
+  const token = randomBytes(18).toString("base64url");
+  const bridge = await startUpstashBridge({ token, redisUrl: redisUrl.toString() });
+  cleanups.push(() => bridge.close());
+  return {
+    vars: ["--var", `UPSTASH_REDIS_REST_URL:${bridge.url}`, "--var", `UPSTASH_REDIS_REST_TOKEN:${token}`],
+    label: `local Redis ${redisUrl.host} via the Upstash REST bridge ${bridge.url}`,
+  };
+}
+
 async function shutdown(code: number): Promise<never> {
   for (const c of cleanups) await c();
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
@@ -113,6 +144,7 @@ async function shutdown(code: number): Promise<never> {
 async function main(): Promise<void> {
   const token = ensureAdminToken(args.vars);
   const history = await setUpHistory();
+  const redis = await setUpRedis();
   const url = `http://127.0.0.1:${args.port}`;
   const wrangler = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
   const child = spawn(
@@ -135,6 +167,7 @@ async function main(): Promise<void> {
       "--log-level",
       args.quiet ? "error" : "warn",
       ...history.vars,
+      ...redis.vars,
     ],
     {
       cwd: ROOT,
@@ -160,6 +193,7 @@ async function main(): Promise<void> {
       "",
       `edgepulse is running at ${url}`,
       `history: ${history.label}`,
+      `rate limits and key cache: ${redis.label}`,
       `operator token (ADMIN_TOKEN, kept in ${args.vars}): ${token}`,
       "",
       "Create a tenant (prints one admin, ingest and read key):",

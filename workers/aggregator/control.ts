@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import { isScope } from "../../core/keys";
-import { forgetKey, requireKey, requireOperator } from "../lib/auth";
+import { forgetHash, forgetKey, requireKey, requireOperator } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import type { AppEnv } from "../lib/types";
 
@@ -82,6 +82,9 @@ control.put("/v1/admin/tenants/:tenant/limits", async (c) => {
     read_per_sec: field("read_per_sec"),
   });
   if (limits === null) throw new ApiError("tenant_not_found");
+  // Cached grants carry the limits: drop them so every key picks up the change within the isolate cache TTL.
+  const hashes = await registry(c.env).keyHashes(c.req.param("tenant"));
+  await Promise.all(hashes.map((h) => forgetHash(c.env, h)));
   return c.json(limits);
 });
 

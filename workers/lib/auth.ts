@@ -28,6 +28,13 @@ export async function forgetKey(env: Env, keyId: string, hash: string | null): P
   if (redis && hash) await redis.del(redisKey(hash));
 }
 
+/** Drops a grant by key hash from this isolate's cache and from Redis. */
+export async function forgetHash(env: Env, hash: string): Promise<void> {
+  cache.delete(hash);
+  const redis = redisFor(env);
+  if (redis) await redis.del(redisKey(hash));
+}
+
 async function lookup(env: Env, key: string, ttlMs: number, redisTimeoutMs: number): Promise<KeyGrant | null> {
   const hash = await hashKey(key);
   const now = Date.now();
