@@ -46,8 +46,14 @@ const event = fc.record(
   { requiredKeys: [] },
 );
 
+interface FuzzRequest {
+  body: string | Uint8Array<ArrayBuffer>;
+  type: string;
+  encoding?: string;
+}
+
 /** A request body and its headers, from well-formed to hostile. */
-const request = fc.oneof(
+const request: fc.Arbitrary<FuzzRequest> = fc.oneof<fc.Arbitrary<FuzzRequest>[]>(
   fc.array(event, { maxLength: 60 }).map((evs) => ({ body: JSON.stringify(evs), type: "application/json" })),
   event.map((e) => ({ body: JSON.stringify(e), type: "application/json" })),
   fc
@@ -67,7 +73,7 @@ const request = fc.oneof(
     })),
   fc.jsonValue().map((v) => ({ body: JSON.stringify(v), type: "application/json" })),
   fc.string({ maxLength: 300 }).map((s) => ({ body: s, type: "application/json" })),
-  fc.uint8Array({ maxLength: 400 }).map((b) => ({ body: b, type: "application/json" })),
+  fc.uint8Array({ maxLength: 400 }).map((b) => ({ body: new Uint8Array(b), type: "application/json" })),
   fc
     .integer({ min: 4, max: 2000 })
     .map((d) => ({ body: `${"[".repeat(d)}${"]".repeat(d)}`, type: "application/json" })),
@@ -77,7 +83,9 @@ const request = fc.oneof(
       body: '[{"name":"fz.a"}]',
       type,
     })),
-  fc.uint8Array({ maxLength: 200 }).map((b) => ({ body: b, type: "application/json", encoding: "gzip" })),
+  fc
+    .uint8Array({ maxLength: 200 })
+    .map((b) => ({ body: new Uint8Array(b), type: "application/json", encoding: "gzip" })),
   fc
     .constantFrom("br", "deflate", "gzip, gzip", "identity")
     .map((encoding) => ({ body: '[{"name":"fz.b"}]', type: "application/json", encoding })),
