@@ -16,13 +16,14 @@ import { addValue, type Bins, freeze, quantile } from "../core/ddsketch";
 import { addUser, estimate, REGISTERS } from "../core/hll";
 import { createTenant, freePort, ROOT, type Stack, startStack } from "../test/support/stack";
 import { closedLoop } from "./load";
+import { cpuSeconds, pidsOf, rssMiB } from "./procs";
 
 const { values: args } = parseArgs({
   options: {
     seconds: { type: "string", default: "6" },
     connections: { type: "string", default: "16" },
-    streams: { type: "string", default: "1,100" },
-    batches: { type: "string", default: "1,100,1000" },
+    streams: { type: "string", default: "1,1000" },
+    batches: { type: "string", default: "1,10,100,1000" },
     "accuracy-only": { type: "boolean", default: false },
   },
 });
@@ -146,13 +147,19 @@ async function main() {
   hello.stop();
   console.log(`hello-world Worker: ${Math.round(helloLoad.rps)} req/s (p50 ${helloLoad.p50.toFixed(1)} ms)`);
 
-  const stack = await startStack();
+  const stack = await startStack({ extraEnv: { DATABASE_URL: "", EDGEPULSE_NO_REDIS: "1" } });
   const rows: Array<Record<string, number | string>> = [];
   try {
     for (const streams of args.streams.split(",").map(Number)) {
       for (const batch of args.batches.split(",").map(Number)) {
         const keys = await createTenant(stack, `bench-${streams}-${batch}`);
         const connections = batch >= 1000 ? Math.min(CONNECTIONS, 8) : CONNECTIONS;
+        const pids = [
+          ...pidsOf("workerd serve"),
+          ...pidsOf("wrangler.js dev"),
+          ...pidsOf("wrangler/wrangler-dist/cli.js"),
+        ];
+        const cpu0 = cpuSeconds(pids);
         const r = await closedLoop({
           url: `${stack.url}/v1/events`,
           seconds: SECONDS,
@@ -161,6 +168,8 @@ async function main() {
           headers: { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json" },
           tally: (text) => (JSON.parse(text) as { accepted: number }).accepted,
         });
+        const cpuPerMillion = ((cpuSeconds(pids) - cpu0) / Math.max(1, r.tallied)) * 1e6;
+        const rss = rssMiB(pids);
         const counted = await acceptedTotal(stack, keys.read, streams);
         const row = {
           streams,
@@ -171,6 +180,8 @@ async function main() {
           p50ms: Number(r.p50.toFixed(1)),
           p99ms: Number(r.p99.toFixed(1)),
           non2xx: r.failed,
+          cpuSecPerMillion: Number(cpuPerMillion.toFixed(2)),
+          rssMiB: rss,
           acknowledged: r.tallied,
           counted,
         };
@@ -185,11 +196,11 @@ async function main() {
   console.log("accuracy:", JSON.stringify(acc));
 
   const md = [
-    `| streams | batch | req/s | events/s | req/s ÷ hello-world | p50 ms | p99 ms | non-2xx | acknowledged = counted |`,
-    `|---:|---:|---:|---:|---:|---:|---:|---:|:--:|`,
+    `| streams | batch | req/s | events/s | req/s ÷ hello-world | p50 ms | p99 ms | CPU s / 1M events | RSS MiB | non-2xx | acknowledged = counted |`,
+    `|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:--:|`,
     ...rows.map(
       (r) =>
-        `| ${r.streams} | ${r.batch} | ${r.requestsPerSec} | ${r.eventsPerSec.toLocaleString("en-US")} | ${r.vsHello} | ${r.p50ms} | ${r.p99ms} | ${r.non2xx} | ${r.acknowledged === r.counted ? "yes" : `NO (${r.acknowledged} vs ${r.counted})`} |`,
+        `| ${r.streams} | ${r.batch} | ${r.requestsPerSec} | ${r.eventsPerSec.toLocaleString("en-US")} | ${r.vsHello} | ${r.p50ms} | ${r.p99ms} | ${r.cpuSecPerMillion} | ${r.rssMiB} | ${r.non2xx} | ${r.acknowledged === r.counted ? "yes" : `NO (${r.acknowledged} vs ${r.counted})`} |`,
     ),
   ].join("\n");
   console.log(`\nhello-world Worker: ${Math.round(helloLoad.rps)} req/s\n\n${md}`);

@@ -1,0 +1,1 @@
+export { ROOT } from "../../tools/paths";
