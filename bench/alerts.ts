@@ -8,12 +8,12 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createTenant, ROOT, startStack } from "../test/support/stack";
 import { startReceiver } from "../tools/webhook-receiver";
-import { percentile } from "./load";
+import { BENCH_ENV, percentile } from "./load";
 
 const TRIALS = 30;
 
 async function main() {
-  const stack = await startStack({ extraEnv: { DATABASE_URL: "" } });
+  const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: "" } });
   const arrivals = new Map<string, number>();
   const receiver = await startReceiver(0, { onDelivery: (name) => arrivals.set(name, performance.now()) });
   const k = await createTenant(stack, "alerts-bench");

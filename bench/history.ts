@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { createTestDatabase } from "../test/support/pg";
 import { createTenant, ROOT, startStack } from "../test/support/stack";
-import { percentile } from "./load";
+import { BENCH_ENV, percentile } from "./load";
 
 const { values: args } = parseArgs({
   options: {
@@ -34,7 +34,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   const url = await createTestDatabase("edgepulse_bench_history");
-  const stack = await startStack({ extraEnv: { DATABASE_URL: url } });
+  const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: url } });
   const db = new pg.Client({ connectionString: url });
   await db.connect();
   const k = await createTenant(stack, "bench-history");

@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
 import { parseServerMessage, type ServerMessage } from "../core/live";
 import { createTenant, ROOT, startStack } from "../test/support/stack";
-import { percentile } from "./load";
+import { BENCH_ENV, percentile } from "./load";
 
 const { values: args } = parseArgs({
   options: { seconds: { type: "string", default: "15" }, sockets: { type: "string", default: "500" } },
@@ -35,7 +35,7 @@ function openSocket(url: string, key: string, onMessage: (m: ServerMessage, at: 
 }
 
 async function main() {
-  const stack = await startStack({ extraEnv: { DATABASE_URL: "" } });
+  const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: "" } });
   const wsBase = stack.url.replace("http", "ws");
   const results: Record<string, unknown> = {};
   try {

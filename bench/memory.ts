@@ -40,7 +40,7 @@ for (const [label, rate, users] of [
     actors.push(w);
     if (a === 0) {
       for (const b of w.buckets.values()) storage += 48 + encodeSketch(b.sketch).byteLength;
-      for (const list of w.hll.lists) if (list) storage += 16 + list.length * 4;
+      for (const list of w.hll.lists.values()) storage += 16 + list.length * 4;
       for (const p of w.minuteUsers.values()) storage += 16 + p.encode().byteLength;
     }
   }

@@ -26,7 +26,7 @@ import { recreateDatabase } from "../test/support/pg";
 import { freePort } from "../test/support/ports";
 import { createTenant, ROOT, startStack } from "../test/support/stack";
 import { type BenchEvent, exact, makeEvents } from "./events";
-import { closedLoop } from "./load";
+import { BENCH_ENV, closedLoop } from "./load";
 import { cpuSeconds, pidsOf } from "./procs";
 
 const { values: args } = parseArgs({ options: { seconds: { type: "string", default: "6" } } });
@@ -66,7 +66,7 @@ async function drive(workers: number, pids: number[], step: () => Promise<number
 }
 
 async function edgepulse(load: BenchEvent[], accuracy: BenchEvent[]): Promise<PeerResult> {
-  const stack = await startStack({ extraEnv: { DATABASE_URL: "", EDGEPULSE_NO_REDIS: "1" } });
+  const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: "", EDGEPULSE_NO_REDIS: "1" } });
   try {
     const k = await createTenant(stack, "peers");
     const headers = { authorization: `Bearer ${k.ingest}`, "content-type": "application/json" };

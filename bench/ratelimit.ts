@@ -12,7 +12,7 @@ import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis";
 import { createTenant, ROOT, startStack } from "../test/support/stack";
 import { startUpstashBridge } from "../tools/upstash-bridge";
-import { closedLoop, percentile } from "./load";
+import { BENCH_ENV, closedLoop, percentile } from "./load";
 
 const CALLS = 2000;
 
@@ -43,7 +43,9 @@ async function direct() {
 }
 
 async function viaStack(noRedis: boolean) {
-  const stack = await startStack({ extraEnv: { DATABASE_URL: "", EDGEPULSE_NO_REDIS: noRedis ? "1" : "0" } });
+  const stack = await startStack({
+    extraEnv: { ...BENCH_ENV, DATABASE_URL: "", EDGEPULSE_NO_REDIS: noRedis ? "1" : "0" },
+  });
   try {
     const k = await createTenant(stack, "rl");
     const opts = {

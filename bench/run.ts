@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { addValue, type Bins, freeze, quantile } from "../core/ddsketch";
 import { addUser, estimate, REGISTERS } from "../core/hll";
 import { createTenant, freePort, ROOT, type Stack, startStack } from "../test/support/stack";
-import { closedLoop } from "./load";
+import { BENCH_ENV, closedLoop } from "./load";
 import { cpuSeconds, pidsOf, rssMiB } from "./procs";
 
 const { values: args } = parseArgs({
@@ -147,7 +147,7 @@ async function main() {
   hello.stop();
   console.log(`hello-world Worker: ${Math.round(helloLoad.rps)} req/s (p50 ${helloLoad.p50.toFixed(1)} ms)`);
 
-  const stack = await startStack({ extraEnv: { DATABASE_URL: "", EDGEPULSE_NO_REDIS: "1" } });
+  const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: "", EDGEPULSE_NO_REDIS: "1" } });
   const rows: Array<Record<string, number | string>> = [];
   try {
     for (const streams of args.streams.split(",").map(Number)) {

@@ -60,8 +60,7 @@ describe("SlidingHll", () => {
       s.insert(reg, Math.floor(Math.random() * 3600), rank);
     }
     let longest = 0;
-    for (const list of s.lists) {
-      if (!list) continue;
+    for (const list of s.lists.values()) {
       longest = Math.max(longest, list.length / 2);
       for (let i = 2; i < list.length; i += 2) {
         expect(list[i]).toBeGreaterThan(list[i - 2]);
@@ -77,11 +76,11 @@ describe("SlidingHll", () => {
     s.insert(5, 20, 2);
     s.insert(9, 5, 1);
     expect(s.expire(15).sort()).toEqual([5, 9]);
-    expect(s.lists[5]).toEqual([20, 2]);
-    expect(s.lists[9]).toBeUndefined();
+    expect(s.lists.get(5)).toEqual([20, 2]);
+    expect(s.lists.get(9)).toBeUndefined();
     const copy = new SlidingHll();
     copy.loadRegister(5, s.encodeRegister(5) as Uint8Array);
-    expect(copy.lists[5]).toEqual([20, 2]);
+    expect(copy.lists.get(5)).toEqual([20, 2]);
     expect(s.encodeRegister(9)).toBeNull();
   });
 });

@@ -110,14 +110,17 @@ export function addUser(registers: Uint8Array, user: string): void {
 }
 
 export class SlidingHll {
-  /** Per register: [sec0, rank0, sec1, rank1, …], seconds ascending, ranks strictly descending. */
-  readonly lists: Array<number[] | undefined> = new Array(REGISTERS);
+  /**
+   * Per register: [sec0, rank0, sec1, rank1, …], seconds ascending, ranks strictly descending.
+   * A Map, so a quiet stream costs memory for the registers it touched only (not 32,768 slots).
+   */
+  readonly lists = new Map<number, number[]>();
 
   /** Records (sec, rank) in a register; returns true when the register's list changed. */
   insert(reg: number, sec: number, rank: number): boolean {
-    const list = this.lists[reg];
+    const list = this.lists.get(reg);
     if (list === undefined) {
-      this.lists[reg] = [sec, rank];
+      this.lists.set(reg, [sec, rank]);
       return true;
     }
     // Dominated by a pair at least as late and at least as high?
@@ -137,16 +140,14 @@ export class SlidingHll {
       next.push(s, r);
     }
     if (!placed) next.push(sec, rank);
-    this.lists[reg] = next;
+    this.lists.set(reg, next);
     return true;
   }
 
   /** Register values for the window of seconds ≥ startSec. */
   registersSince(startSec: number): Uint8Array {
     const out = new Uint8Array(REGISTERS);
-    for (let reg = 0; reg < REGISTERS; reg++) {
-      const list = this.lists[reg];
-      if (list === undefined) continue;
+    for (const [reg, list] of this.lists) {
       for (let i = 0; i < list.length; i += 2) {
         if (list[i] >= startSec) {
           out[reg] = list[i + 1];
@@ -164,26 +165,27 @@ export class SlidingHll {
   /** Drops pairs older than beforeSec; returns the registers that changed. */
   expire(beforeSec: number): number[] {
     const changed: number[] = [];
-    for (let reg = 0; reg < REGISTERS; reg++) {
-      const list = this.lists[reg];
-      if (list === undefined || list[0] >= beforeSec) continue;
+    for (const [reg, list] of this.lists) {
+      if (list[0] >= beforeSec) continue;
       let i = 0;
       while (i < list.length && list[i] < beforeSec) i += 2;
-      this.lists[reg] = i >= list.length ? undefined : list.slice(i);
+      if (i >= list.length) this.lists.delete(reg);
+      else this.lists.set(reg, list.slice(i));
       changed.push(reg);
     }
     return changed;
   }
 
   encodeRegister(reg: number): Uint8Array | null {
-    const list = this.lists[reg];
+    const list = this.lists.get(reg);
     return list === undefined ? null : new Uint8Array(Int32Array.from(list).buffer);
   }
 
   loadRegister(reg: number, bytes: Uint8Array | ArrayBuffer): void {
     const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     const ints = new Int32Array(u8.slice().buffer);
-    this.lists[reg] = ints.length === 0 ? undefined : Array.from(ints);
+    if (ints.length === 0) this.lists.delete(reg);
+    else this.lists.set(reg, Array.from(ints));
   }
 }
 

@@ -303,8 +303,6 @@ export class MetricActor extends DurableObject<Env> {
     }
     this.#meta = next;
     this.#dedupCount += newIds.size;
-    // A new stream joins its tenant's directory before its first receipt, so a list right after sees it.
-    if (!next.registered) await this.#register();
     group.forEach((p, k) => {
       p.resolve(results[k]);
     });
@@ -691,7 +689,6 @@ export class MetricActor extends DurableObject<Env> {
     this.#alarmAt = null;
     const now = Date.now();
     this.#expire(now);
-    if (this.#meta && !this.#meta.registered) await this.#register();
     if (this.#rules.size > 0) await this.#evaluateRules();
     await this.#deliverWebhooks();
     const history = historyEnabled(this.env);
@@ -846,22 +843,6 @@ export class MetricActor extends DurableObject<Env> {
     if (this.#alarmAt !== null && this.#alarmAt <= at) return;
     await this.ctx.storage.setAlarm(at);
     this.#alarmAt = at;
-  }
-
-  /** Adds the stream to its tenant's directory once; retried by later ingests and the alarm on failure. */
-  async #register(): Promise<void> {
-    if (this.#meta === null) return;
-    const { tenant, stream } = this.#meta;
-    try {
-      await this.env.TENANT_REGISTRY.getByName("global").registerStream(tenant, stream);
-    } catch {
-      return; // The directory is eventually consistent; the data is already safe. Retried later.
-    }
-    // Read #meta again: other batches may have committed while the registry answered.
-    const current = this.#meta;
-    if (current === null || current.registered) return;
-    this.#meta = { ...current, registered: true };
-    this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(this.#meta));
   }
 
   #writeBuckets(seconds: Iterable<number>): void {

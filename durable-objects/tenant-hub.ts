@@ -9,6 +9,7 @@ import { DurableObject } from "cloudflare:workers";
 import { type AlertEvent, type DirectoryEntry, HEARTBEAT, isClientMessage, type ServerMessage } from "../core/live";
 
 const BROADCAST_MS = 250;
+const PERSIST_MS = 3000;
 const TAG = "overview";
 
 export class TenantHub extends DurableObject<Env> {
@@ -16,6 +17,8 @@ export class TenantHub extends DurableObject<Env> {
   #entries = new Map<string, DirectoryEntry>();
   #changed = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | null = null;
+  /** Entries changed since they were last written to storage (written together by the alarm). */
+  #unsaved = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -35,11 +38,25 @@ export class TenantHub extends DurableObject<Env> {
     const prev = this.#entries.get(entry.name);
     if (prev && prev.at > entry.at) return; // an older update overtaken by a newer one
     this.#entries.set(entry.name, entry);
-    this.#sql.exec("INSERT OR REPLACE INTO directory (name, entry) VALUES (?, ?)", entry.name, JSON.stringify(entry));
+    // Thousands of streams update the hub every second: persist them in one write every few seconds,
+    // not one commit per update. Losing a few seconds of the overview on eviction is harmless: actors resend.
+    if (this.#unsaved.size === 0) void this.ctx.storage.setAlarm(Date.now() + PERSIST_MS);
+    this.#unsaved.add(entry.name);
     this.#changed.add(entry.name);
     if (this.#timer === null && this.ctx.getWebSockets(TAG).length > 0) {
       this.#timer = setTimeout(() => this.#broadcast(), BROADCAST_MS);
     }
+  }
+
+  override async alarm(): Promise<void> {
+    const names = [...this.#unsaved];
+    this.#unsaved.clear();
+    this.ctx.storage.transactionSync(() => {
+      for (const n of names) {
+        const e = this.#entries.get(n);
+        if (e) this.#sql.exec("INSERT OR REPLACE INTO directory (name, entry) VALUES (?, ?)", n, JSON.stringify(e));
+      }
+    });
   }
 
   /** An alert fired or resolved in one of the tenant's streams: keep the firing set and push it. */

@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { CONFIG } from "../core/config";
 import { freePort } from "../test/support/ports";
 import { migrateDatabase } from "./migrate";
 import { ROOT } from "./paths";
@@ -168,6 +169,8 @@ async function main(): Promise<void> {
       args.quiet ? "error" : "warn",
       ...history.vars,
       ...redis.vars,
+      // Limits and defaults (core/config.ts) can be overridden from the environment, e.g. MAX_EVENTS_PER_BATCH=5000 npm start.
+      ...Object.keys(CONFIG).flatMap((k) => (process.env[k] ? ["--var", `${k}:${process.env[k]}`] : [])),
     ],
     {
       cwd: ROOT,
