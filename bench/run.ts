@@ -82,10 +82,12 @@ async function acceptedTotal(stack: Stack, read: string, streams: number): Promi
       headers: { authorization: `Bearer ${read}` },
     });
     const body = (await res.json()) as {
-      streams: Array<{ counters: { accepted: number } }>;
+      streams: Array<{ counters?: { accepted: number } }>;
       next_cursor: string | null;
     };
-    for (const s of body.streams) total += s.counters.accepted;
+    // An actor that could not answer in time is listed as unavailable: ask that page again.
+    if (body.streams.some((s) => s.counters === undefined)) continue;
+    for (const s of body.streams) total += s.counters?.accepted ?? 0;
     if (!body.next_cursor) break;
     cursor = body.next_cursor;
   }

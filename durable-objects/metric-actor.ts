@@ -35,7 +35,6 @@ import {
   directoryEntry,
   HEARTBEAT,
   HUB_UPDATE_MS,
-  isClientMessage,
   LIVE_COALESCE_MS,
   type StreamSnapshotMessage,
   type StreamUpdateMessage,
@@ -45,7 +44,7 @@ import { expiryCutoff, StreamWindows, WINDOW_NAMES, type WindowEvent, type Windo
 import { historyEnabled, withDb } from "../db/client";
 import { type AggregateInsert, upsertAggregates } from "../db/history";
 import { alertEvents, metricsMinute } from "../db/schema";
-import { send } from "./tenant-hub";
+import { acceptSocket, answerClientMessage, closeSocket, send } from "./sockets";
 
 /** Expiry runs at least this often while the actor holds data. */
 const HOUSEKEEPING_MS = 60_000;
@@ -366,38 +365,16 @@ export class MetricActor extends DurableObject<Env> {
 
   /** A dashboard's socket for this stream (the Worker has checked the key). Hibernates between messages. */
   override async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket")
-      return new Response("expected a WebSocket", { status: 426 });
     const stream = request.headers.get("x-edgepulse-stream") ?? "";
-    const { 0: client, 1: server } = new WebSocketPair();
-    this.ctx.acceptWebSocket(server, ["stream"]);
-    server.serializeAttachment({ stream });
-    send(server, this.#liveSnapshot(stream, Date.now()));
-    const protocol = request.headers.get("x-edgepulse-protocol");
-    return new Response(null, {
-      status: 101,
-      webSocket: client,
-      headers: protocol ? { "sec-websocket-protocol": protocol } : {},
-    });
+    return acceptSocket(this.ctx, request, "stream", () => [this.#liveSnapshot(stream, Date.now())], { stream });
   }
 
-  /** Clients may only send the heartbeat (answered by the runtime); anything else gets a typed error. */
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (!isClientMessage(message)) {
-      send(ws, {
-        type: "error",
-        code: "unexpected_message",
-        message: "Only the text 'ping' may be sent on this socket.",
-      });
-    }
+    answerClientMessage(ws, message);
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
-    try {
-      ws.close(code === 1005 ? 1000 : code);
-    } catch {
-      // already closed
-    }
+    closeSocket(ws, code);
   }
 
   /** The full picture: every window, counters, and the chart series (5 min per second, 1 h per minute). */

@@ -6,7 +6,8 @@
  * the entries that changed, coalesced.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type AlertEvent, type DirectoryEntry, HEARTBEAT, isClientMessage, type ServerMessage } from "../core/live";
+import { type AlertEvent, type DirectoryEntry, HEARTBEAT, type ServerMessage } from "../core/live";
+import { acceptSocket, answerClientMessage, closeSocket, send } from "./sockets";
 
 const BROADCAST_MS = 250;
 const PERSIST_MS = 3000;
@@ -92,37 +93,18 @@ export class TenantHub extends DurableObject<Env> {
   }
 
   override async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket")
-      return new Response("expected a WebSocket", { status: 426 });
-    const { 0: client, 1: server } = new WebSocketPair();
-    this.ctx.acceptWebSocket(server, [TAG]);
-    send(server, { type: "directory", at: Date.now(), streams: this.directory() });
-    send(server, this.#alertsMessage());
-    const protocol = request.headers.get("x-edgepulse-protocol");
-    return new Response(null, {
-      status: 101,
-      webSocket: client,
-      headers: protocol ? { "sec-websocket-protocol": protocol } : {},
-    });
+    return acceptSocket(this.ctx, request, TAG, () => [
+      { type: "directory", at: Date.now(), streams: this.directory() },
+      this.#alertsMessage(),
+    ]);
   }
 
-  /** Clients may only send the heartbeat (answered by the runtime); anything else gets a typed error. */
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (!isClientMessage(message)) {
-      send(ws, {
-        type: "error",
-        code: "unexpected_message",
-        message: "Only the text 'ping' may be sent on this socket.",
-      });
-    }
+    answerClientMessage(ws, message);
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
-    try {
-      ws.close(code === 1005 ? 1000 : code);
-    } catch {
-      // already closed
-    }
+    closeSocket(ws, code);
   }
 
   #broadcast(): void {
@@ -132,14 +114,5 @@ export class TenantHub extends DurableObject<Env> {
     if (streams.length === 0) return;
     const text = JSON.stringify({ type: "streams", at: Date.now(), streams } satisfies ServerMessage);
     for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
-  }
-}
-
-/** Sends without letting one broken socket affect the others. */
-export function send(ws: WebSocket, message: ServerMessage | string): void {
-  try {
-    ws.send(typeof message === "string" ? message : JSON.stringify(message));
-  } catch {
-    // The socket is closing; its close handler cleans up.
   }
 }
