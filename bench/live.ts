@@ -9,8 +9,10 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import pg from "pg";
 import { WebSocket } from "ws";
 import { parseServerMessage, type ServerMessage } from "../core/live";
+import { createTestDatabase } from "../test/support/pg";
 import { createTenant, ROOT, startStack } from "../test/support/stack";
 import { BENCH_ENV, percentile } from "./load";
 
@@ -35,7 +37,10 @@ function openSocket(url: string, key: string, onMessage: (m: ServerMessage, at: 
 }
 
 async function main() {
-  const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: "" } });
+  const databaseUrl = await createTestDatabase("edgepulse_bench_live");
+  const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: databaseUrl } });
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
   const wsBase = stack.url.replace("http", "ws");
   const results: Record<string, unknown> = {};
   try {
@@ -54,6 +59,41 @@ async function main() {
       const lat: number[] = [];
       let seenTotal = 0;
       let messages = 0;
+      // Accepted → live API: every 10th receipt, read the stream at once and check the events are counted.
+      const apiLat: number[] = [];
+      const probeApi = async (totalAtAck: number, acked: number) => {
+        for (;;) {
+          const res = await fetch(`${stack.url}/v1/streams/${stream}?window=1m`, {
+            headers: { authorization: `Bearer ${k.read}` },
+          });
+          const body = (await res.json()) as { counters: { accepted: number } };
+          if (body.counters.accepted >= totalAtAck) break;
+        }
+        apiLat.push(performance.now() - acked);
+      };
+      // Accepted → PostgreSQL row: poll the minute rows' total every 20 ms.
+      const pgPending: Array<{ total: number; acked: number }> = [];
+      const pgLat: number[] = [];
+      let polling = true;
+      let pollingStopped = 0;
+      const poller = (async () => {
+        while (polling || pgPending.length > 0) {
+          const r = await db.query<{ n: string }>(
+            "SELECT coalesce(sum(count), 0) AS n FROM metrics_minute WHERE tenant_id = $1 AND stream = $2",
+            [k.tenantId, stream],
+          );
+          const inPg = Number(r.rows[0].n);
+          const at = performance.now();
+          while (pgPending.length > 0 && pgPending[0].total <= inPg) {
+            const p = pgPending.shift() as { total: number; acked: number };
+            pgLat.push(at - p.acked);
+          }
+          if (!polling && performance.now() - pollingStopped > 15_000) break;
+          await sleep(20);
+        }
+      })();
+      let batchNo = 0;
+      const apiProbes: Promise<void>[] = [];
       const ws = await openSocket(`${wsBase}/v1/streams/${stream}/live`, k.read, (m, at) => {
         if (m.type !== "update" && m.type !== "snapshot") return;
         messages++;
@@ -76,8 +116,12 @@ async function main() {
           post(events).then(async (res) => {
             const r = (await res.json()) as { accepted: number };
             total += r.accepted;
-            pending.push({ total, acked: performance.now() });
+            const acked = performance.now();
+            pending.push({ total, acked });
             pending.sort((a, b) => a.total - b.total);
+            pgPending.push({ total, acked });
+            pgPending.sort((a, b) => a.total - b.total);
+            if (batchNo++ % 10 === 0) apiProbes.push(probeApi(total, acked));
           }),
         );
         next += interval;
@@ -85,8 +129,13 @@ async function main() {
         if (wait > 0) await sleep(wait);
       }
       await Promise.all(inflight);
-      await sleep(500);
+      await Promise.all(apiProbes);
+      polling = false;
+      pollingStopped = performance.now();
+      await poller;
       ws.close();
+      apiLat.sort((a, b) => a - b);
+      pgLat.sort((a, b) => a - b);
       lat.sort((a, b) => a - b);
       const r = {
         targetEventsPerSec: rate,
@@ -96,6 +145,16 @@ async function main() {
         p50ms: Number(percentile(lat, 0.5).toFixed(1)),
         p99ms: Number(percentile(lat, 0.99).toFixed(1)),
         messagesPerSec: Math.round(messages / SECONDS),
+        liveApi: {
+          samples: apiLat.length,
+          p50ms: Number(percentile(apiLat, 0.5).toFixed(1)),
+          p99ms: Number(percentile(apiLat, 0.99).toFixed(1)),
+        },
+        postgresRow: {
+          samples: pgLat.length,
+          p50ms: Math.round(percentile(pgLat, 0.5)),
+          p99ms: Math.round(percentile(pgLat, 0.99)),
+        },
       };
       results[`rate_${rate}`] = r;
       console.log(JSON.stringify(r));
@@ -139,6 +198,7 @@ async function main() {
       for (const s of sockets) s.close();
     }
   } finally {
+    await db.end();
     await stack.stop();
   }
   writeFileSync(
