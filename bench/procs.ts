@@ -44,3 +44,26 @@ export function rssMiB(pids: number[]): number {
   }
   return Math.round(kb / 1024);
 }
+
+/**
+ * The URL of workerd's own socket behind a `wrangler dev` port (bypassing
+ * wrangler's proxy): the other local workerd listener that answers `probePath`.
+ */
+export async function directWorkerdUrl(
+  proxyPort: number,
+  probePath: string,
+  exclude: number[] = [],
+): Promise<string | null> {
+  const out = execFileSync("ss", ["-ltnp"], { encoding: "utf8" });
+  const ports = [...out.matchAll(/127\.0\.0\.1:(\d+)\s.*"workerd"/g)].map((m) => Number(m[1]));
+  for (const p of ports) {
+    if (p === proxyPort || p === 9229 || exclude.includes(p)) continue;
+    try {
+      const res = await fetch(`http://127.0.0.1:${p}${probePath}`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return `http://127.0.0.1:${p}`;
+    } catch {
+      // not this one
+    }
+  }
+  return null;
+}

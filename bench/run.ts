@@ -16,7 +16,7 @@ import { addValue, type Bins, freeze, quantile } from "../core/ddsketch";
 import { addUser, estimate, REGISTERS } from "../core/hll";
 import { createTenant, freePort, ROOT, type Stack, startStack } from "../test/support/stack";
 import { BENCH_ENV, closedLoop } from "./load";
-import { cpuSeconds, pidsOf, rssMiB } from "./procs";
+import { cpuSeconds, directWorkerdUrl, pidsOf, rssMiB } from "./procs";
 
 const { values: args } = parseArgs({
   options: {
@@ -30,7 +30,7 @@ const { values: args } = parseArgs({
 const SECONDS = Number(args.seconds);
 const CONNECTIONS = Number(args.connections);
 
-async function startHello(): Promise<{ url: string; stop: () => void }> {
+async function startHello(): Promise<{ url: string; port: number; stop: () => void }> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
@@ -57,7 +57,7 @@ async function startHello(): Promise<{ url: string; stop: () => void }> {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  return { url, stop: () => process.kill(-(child.pid as number), "SIGTERM") };
+  return { url, port, stop: () => process.kill(-(child.pid as number), "SIGTERM") };
 }
 
 function bodiesFor(batch: number, streams: number): string[] {
@@ -146,8 +146,13 @@ async function main() {
 
   const hello = await startHello();
   const helloLoad = await closedLoop({ url: hello.url, seconds: SECONDS, connections: CONNECTIONS });
+  const helloDirectUrl = await directWorkerdUrl(hello.port, "/");
+  const helloDirect = helloDirectUrl
+    ? await closedLoop({ url: `${helloDirectUrl}/`, seconds: SECONDS, connections: CONNECTIONS })
+    : null;
   hello.stop();
   console.log(`hello-world Worker: ${Math.round(helloLoad.rps)} req/s (p50 ${helloLoad.p50.toFixed(1)} ms)`);
+  if (helloDirect) console.log(`hello-world Worker, straight to workerd: ${Math.round(helloDirect.rps)} req/s`);
 
   const stack = await startStack({ extraEnv: { ...BENCH_ENV, DATABASE_URL: "", EDGEPULSE_NO_REDIS: "1" } });
   const rows: Array<Record<string, number | string>> = [];
@@ -204,6 +209,39 @@ async function main() {
           counted,
           warmupMs,
         };
+        rows.push(row);
+        console.log(JSON.stringify(row));
+      }
+    }
+    // The same single-stream cases straight to workerd's socket, bypassing wrangler dev's proxy.
+    const direct = await directWorkerdUrl(stack.port, "/healthz");
+    if (direct) {
+      const keys = await createTenant(stack, "bench-direct");
+      let before = 0;
+      for (const batch of [1, 1000]) {
+        const r = await closedLoop({
+          url: `${direct}/v1/events`,
+          seconds: SECONDS,
+          connections: batch >= 1000 ? Math.min(CONNECTIONS, 8) : CONNECTIONS,
+          bodies: bodiesFor(batch, 1),
+          headers: { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json" },
+          tally: (text) => (JSON.parse(text) as { accepted: number }).accepted,
+        });
+        const row = {
+          streams: "1 (straight to workerd)",
+          batch,
+          requestsPerSec: Math.round(r.rps),
+          eventsPerSec: Math.round(r.tallied / r.seconds),
+          vsHello: Number((r.rps / (helloDirect?.rps ?? helloLoad.rps)).toFixed(3)),
+          p50ms: Number(r.p50.toFixed(1)),
+          p99ms: Number(r.p99.toFixed(1)),
+          non2xx: r.failed,
+          cpuSecPerMillion: "–",
+          rssMiB: "–",
+          acknowledged: r.tallied,
+          counted: (await acceptedTotal(stack, keys.read, 1)) - before,
+        };
+        before += row.counted;
         rows.push(row);
         console.log(JSON.stringify(row));
       }
