@@ -489,6 +489,7 @@ export class MetricActor extends DurableObject<Env> {
     const now = Date.now();
     const figures = new Map<WindowName, ReturnType<StreamWindows["aggregates"]>>();
     const fresh: AlertEvent[] = [];
+    const history = historyEnabled(this.env);
     this.ctx.storage.transactionSync(() => {
       for (const [id, r] of this.#rules) {
         if (r.rule.kind === "threshold" && !figures.has(r.rule.window)) {
@@ -514,9 +515,11 @@ export class MetricActor extends DurableObject<Env> {
             labels: r.rule.labels,
           };
           this.#sql.exec(
-            "INSERT OR IGNORE INTO alert_events (id, event) VALUES (?, ?)",
+            // Without history there is nothing to flush: mark the event done, so the log is pruned all the same.
+            "INSERT OR IGNORE INTO alert_events (id, event, pg_flushed) VALUES (?, ?, ?)",
             event.id,
             JSON.stringify(event),
+            history ? 0 : 1,
           );
           if (t.kind === "firing" || t.kind === "resolved") {
             for (const target of r.rule.targets) {
@@ -626,7 +629,7 @@ export class MetricActor extends DurableObject<Env> {
             d.id,
           );
         }
-        this.#sql.exec("UPDATE alert_events SET pg_flushed = 0 WHERE id = ?", d.event_id);
+        if (historyEnabled(this.env)) this.#sql.exec("UPDATE alert_events SET pg_flushed = 0 WHERE id = ?", d.event_id);
       }),
     );
   }
