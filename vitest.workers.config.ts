@@ -40,6 +40,8 @@ export default defineConfig(async () => {
     test: {
       name: "workers",
       include: ["test/workers/**/*.test.ts"],
+      // Files run in parallel on two cores: tests that await deliveries and flushes need room under load.
+      testTimeout: 30_000,
     },
   };
 });
