@@ -6,22 +6,14 @@ export interface BenchEvent {
   user: string;
 }
 
-export function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../core/random";
 
 /** `n` events for `streams` streams, stamped over the `spreadMs` before `now`. */
 export function makeEvents(
   n: number,
   opts: { seed: number; streams: number; now: number; spreadMs: number; users?: number; prefix?: string },
 ): BenchEvent[] {
-  const r = rng(opts.seed);
+  const r = seededRandom(opts.seed);
   const out: BenchEvent[] = [];
   for (let i = 0; i < n; i++) {
     const u = r() || 1e-12;

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { addValue, type Bins, decode, encode, freeze, keyOf, merge, quantile, valueOfKey } from "./ddsketch";
+import { seededRandom } from "./random";
 
 const exactQuantile = (sorted: number[], q: number) => sorted[Math.floor(q * (sorted.length - 1))];
 const relErr = (got: number, want: number) => (want === 0 ? Math.abs(got) : Math.abs(got - want) / Math.abs(want));
@@ -9,17 +10,6 @@ function sketchOf(values: number[]) {
   const bins: Bins = new Map();
   for (const v of values) addValue(bins, v);
   return freeze(bins);
-}
-
-/** Deterministic PRNG so failures reproduce. */
-function mulberry32(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("DDSketch", () => {
@@ -39,7 +29,7 @@ describe("DDSketch", () => {
     ["pareto amounts", (r: () => number) => 10 / (1 - r()) ** 0.7],
     ["mixed sign", (r: () => number) => (r() - 0.3) * 2000],
   ])("answers p50/p90/p95/p99 within one percent relative error: %s", (_name, gen) => {
-    const r = mulberry32(42);
+    const r = seededRandom(42);
     const values = Array.from({ length: 100_000 }, () => gen(r));
     const sorted = [...values].sort((a, b) => a - b);
     const s = sketchOf(values);
@@ -69,7 +59,7 @@ describe("DDSketch", () => {
   });
 
   it("merging sketches equals sketching the union", () => {
-    const r = mulberry32(7);
+    const r = seededRandom(7);
     const a = Array.from({ length: 5000 }, () => r() * 100);
     const b = Array.from({ length: 3000 }, () => 50 + r() * 500);
     const merged = merge([sketchOf(a), sketchOf(b)]);

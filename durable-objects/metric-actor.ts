@@ -53,7 +53,6 @@ interface Meta {
   tenant: string;
   stream: string;
   counters: StreamCounters;
-  registered: boolean;
   firstEventAt: number | null;
   lastEventAt: number | null;
 }
@@ -219,15 +218,7 @@ export class MetricActor extends DurableObject<Env> {
     const group = this.#pending;
     this.#pending = [];
     const now = Date.now();
-    const first = group[0].req;
-    const meta: Meta = this.#meta ?? {
-      tenant: first.tenant,
-      stream: first.stream,
-      counters: { accepted: 0, duplicates: 0, late: 0, future: 0, rejected: {} },
-      registered: false,
-      firstEventAt: null,
-      lastEventAt: null,
-    };
+    const meta: Meta = this.#meta ?? this.#emptyMeta(group[0].req.tenant, group[0].req.stream);
     const counters = structuredClone(meta.counters);
     const horizon = now - this.#config.DEDUP_HORIZON_MS;
     const newIds = new Set<string>();
@@ -472,7 +463,6 @@ export class MetricActor extends DurableObject<Env> {
       tenant,
       stream,
       counters: { accepted: 0, duplicates: 0, late: 0, future: 0, rejected: {} },
-      registered: false,
       firstEventAt: null,
       lastEventAt: null,
     };
@@ -583,6 +573,10 @@ export class MetricActor extends DurableObject<Env> {
       )
       .toArray();
     if (due.length === 0) return;
+    // Claim the rows before the first await: an overlapping run (a manual alarm, a retry) must not post them again.
+    for (const d of due) {
+      this.#sql.exec("UPDATE deliveries SET next_at = ? WHERE id = ?", now + WEBHOOK_TIMEOUT_MS + 1000, d.id);
+    }
     const secret = this.#secret ?? "";
     await Promise.all(
       due.map(async (d) => {

@@ -1,4 +1,4 @@
-import { abortAllDurableObjects, env, runDurableObjectAlarm, SELF } from "cloudflare:test";
+import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
 import { eq } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { signWebhook } from "../../core/alerts";
@@ -214,6 +214,31 @@ describe("alerts evaluated in the actor, delivered to webhooks", () => {
     // Every attempt carried the same idempotency key.
     expect(new Set(all.map((r) => r.headers["idempotency-key"])).size).toBe(1);
     expect((await verify(t, ok[0])).kind).toBe("firing");
+  });
+
+  it("keeps a bounded log of transitions: flushed ones beyond the last 1,000 are pruned", async () => {
+    const t = await createTenant();
+    await createRule(t, { stream: "pruned", aggregate: "count", window: "1m", threshold: 0 });
+    await runInDurableObject(actor(t, "pruned"), (_i, state) => {
+      for (let i = 0; i < 1100; i++) {
+        state.storage.sql.exec("INSERT INTO alert_events (id, event, pg_flushed) VALUES (?, ?, 1)", `old-${i}`, "{}");
+      }
+    });
+    await sendJson(t.ingest, [{ name: "pruned" }]);
+    await vi.waitFor(async () => {
+      const count = (where: string) =>
+        runInDurableObject(
+          actor(t, "pruned"),
+          (_i, state) =>
+            state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM alert_events WHERE ${where}`).one().n,
+        );
+      // The oldest are gone, the new firing transition is kept, and at most 1,000 flushed ones remain beside it.
+      expect(await count("id IN ('old-0', 'old-99')")).toBe(0);
+      expect(await count("id LIKE '%:firing:%'")).toBe(1);
+      const total = await count("1 = 1");
+      expect(total).toBeGreaterThanOrEqual(1000);
+      expect(total).toBeLessThanOrEqual(1001);
+    });
   });
 
   it("keeps a pending alert's timer across eviction and fires after `for`", async () => {
