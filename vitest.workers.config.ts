@@ -15,6 +15,9 @@ export default defineConfig(async () => {
   const receiver = await startReceiver(0, { unref: true });
   // The real Redis behind the project's Upstash REST bridge: rate limits and the shared key cache.
   const upstash = await startUpstashBridge({ token: "test-upstash-token", unref: true });
+  // A second bridge to the same Redis for tests that make Redis slow, failing or unreachable, so they
+  // never disturb the files running beside them.
+  const chaos = await startUpstashBridge({ token: "test-chaos-token", unref: true });
   return {
     plugins: [
       cloudflareTest({
@@ -27,12 +30,17 @@ export default defineConfig(async () => {
             DATABASE_URL: databaseUrl,
             PG_BRIDGE: bridge.url,
             FLUSH_INTERVAL_MS: "100",
+            FLUSH_TIMEOUT_MS: "2000",
+            SHARD_FOLD_AFTER_MS: "1000",
+            SHARD_QUEUE_MAX_EVENTS: "100",
             MAX_STREAMS_PER_TENANT: "30",
             MAX_DIM_VALUES: "5",
             ALLOW_HTTP_WEBHOOKS: "true",
             TEST_WEBHOOK_URL: receiver.url,
             UPSTASH_REDIS_REST_URL: upstash.url,
             UPSTASH_REDIS_REST_TOKEN: upstash.token,
+            TEST_CHAOS_REDIS_URL: chaos.url,
+            TEST_CHAOS_REDIS_TOKEN: chaos.token,
           },
         },
       }),

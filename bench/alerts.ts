@@ -1,6 +1,7 @@
 /**
  * Alert latency: the condition becomes true (plus `for`) → the webhook is
- * received, on `npm start`'s stack with a local receiver.
+ * received, on `npm start`'s stack (tools/dev.ts: miniflare → workerd's own
+ * socket) with a local receiver.
  *
  *   npm run bench:alerts
  */

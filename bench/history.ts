@@ -1,12 +1,31 @@
 /**
- * History benchmark, on `npm start`'s stack against the machine's PostgreSQL:
- * - flush lag: event acknowledged → its minute row in PostgreSQL shows it,
- *   measured for probe events sent once a second under a steady background load;
+ * History benchmark, on `npm start`'s stack (tools/dev.ts: miniflare →
+ * workerd's own socket, the WebSocket bridge to PostgreSQL) against the
+ * machine's PostgreSQL, under a steady background load. The actor writes a
+ * minute to PostgreSQL once, FLUSH_INTERVAL_MS after it has ended (again
+ * after late events), and never the open minute; the history API merges the
+ * minutes the actor still holds with PostgreSQL's rows. So freshness is two
+ * figures:
+ * - accepted → visible in the history API: once a second two probes, each a
+ *   unique value in its own stream, go in one request: one stamped now (its
+ *   minute is open) and one stamped 60 s ago (a late event, so its minute has
+ *   ended and is not yet written). From the receipt, `GET
+ *   /v1/streams/:name/history?step=1m` over the probe's minute is polled until
+ *   its point holds the probe. This is what a user of the API sees.
+ * - minute end → PostgreSQL row: for the same probes, from the end of the
+ *   probe's minute — or from its receipt, when that came later (the late
+ *   probes: their minute had already ended, so a short run still gets samples)
+ *   — until its `metrics_minute` row holds it (polled every 20 ms, given up
+ *   90 s after). This is what a tool reading the tables (Grafana) sees.
+ *   Probes stamped now wait up to a minute for their minute to end, so the
+ *   probe phase lasts up to ~62 s longer than `--probes` seconds.
  * - rows and bytes written per minute per active stream;
  * - an outage: the database bridge goes down for a while as load continues,
- *   then comes back; PostgreSQL totals are compared with the receipts.
+ *   centred on a minute's write so that write fails, then comes back; the
+ *   time until every ended minute is written, and PostgreSQL totals (once
+ *   the minute open at the restore is written too) against the receipts.
  *
- *   npm run bench:history                    # ~2 min
+ *   npm run bench:history                    # ~4 min (npm run bench: --probes 15 --outage 8, ~3 min)
  *   npm run bench:history -- --probes 120   # steadier percentiles
  */
 import { writeFileSync } from "node:fs";
@@ -29,8 +48,72 @@ const PROBES = Number(args.probes);
 const STREAMS = Number(args.streams);
 const RATE = Number(args.rate); // background events/s, in batches of 50 spread over the streams
 const OUTAGE_S = Number(args.outage);
+/** How late the late probes are stamped: always inside the previous minute. */
+const LATE_MS = 60_000;
+/** The stack's default (BENCH_ENV leaves it): a minute is written this long after it ends. */
+const FLUSH_INTERVAL_MS = 2000;
+/** A probe not seen this long after its clock started is counted missing. */
+const GIVE_UP_MS = 90_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const minuteOf = (ts: number) => Math.floor(ts / 60_000) * 60_000;
+
+function summary(sorted: number[], missing: number) {
+  const round = (x: number) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : null);
+  return {
+    samples: sorted.length,
+    missing,
+    p50: round(percentile(sorted, 0.5)),
+    p99: round(percentile(sorted, 0.99)),
+    max: round(sorted[sorted.length - 1]),
+  };
+}
+
+interface RowProbe {
+  kind: "onTime" | "late";
+  stream: string;
+  value: number;
+  /** Wall-clock ms the clock starts at: the end of the probe's minute, or its receipt if that came later. */
+  from: number;
+}
+
+/** Polls `metrics_minute` every 20 ms for the probes still waiting; each is timed at the first poll its row holds it. */
+function watchRows(db: pg.Client, tenantId: string) {
+  const waiting: RowProbe[] = [];
+  const lags: Record<RowProbe["kind"], number[]> = { onTime: [], late: [] };
+  const missing: Record<RowProbe["kind"], number> = { onTime: 0, late: 0 };
+  let stopping = false;
+  const loop = (async () => {
+    while (!stopping || waiting.length > 0) {
+      if (waiting.length > 0) {
+        const r = await db.query<{ stream: string; count: string; max: number | null }>(
+          "SELECT stream, count, max FROM metrics_minute WHERE tenant_id = $1 AND stream = ANY($2::text[])",
+          [tenantId, waiting.map((p) => p.stream)],
+        );
+        const now = Date.now();
+        const rows = new Map(r.rows.map((x) => [x.stream, x]));
+        for (let i = waiting.length - 1; i >= 0; i--) {
+          const p = waiting[i];
+          const row = rows.get(p.stream);
+          if (row && Number(row.count) >= 1 && row.max === p.value) lags[p.kind].push(now - p.from);
+          else if (now - p.from > GIVE_UP_MS) missing[p.kind]++;
+          else continue;
+          waiting.splice(i, 1);
+        }
+      }
+      await sleep(20);
+    }
+  })();
+  return {
+    add: (p: RowProbe) => waiting.push(p),
+    async finish() {
+      stopping = true;
+      await loop;
+      for (const l of Object.values(lags)) l.sort((a, b) => a - b);
+      return { onTime: summary(lags.onTime, missing.onTime), late: summary(lags.late, missing.late) };
+    },
+  };
+}
 
 async function main() {
   const url = await createTestDatabase("edgepulse_bench_history");
@@ -67,35 +150,58 @@ async function main() {
     }
   })();
 
-  // Flush lag probes.
-  const lags: number[] = [];
-  const perMinute = new Map<number, number>();
-  for (let i = 0; i < PROBES; i++) {
-    const ts = Date.now();
-    const minute = Math.floor(ts / 60_000) * 60_000;
-    await post([{ name: "probe", value: i, ts }]);
-    const acked = performance.now();
-    const want = (perMinute.get(minute) ?? 0) + 1;
-    perMinute.set(minute, want);
+  // Accepted → visible in the history API: the probe's minute is read until its point holds the probe.
+  const visible = async (stream: string, value: number, ts: number, acked: number): Promise<number | null> => {
+    const minute = minuteOf(ts);
     for (;;) {
-      const r = await db.query<{ count: string }>(
-        "SELECT count FROM metrics_minute WHERE tenant_id = $1 AND stream = 'probe' AND bucket = $2",
-        [k.tenantId, new Date(minute)],
+      const res = await fetch(
+        `${stack.url}/v1/streams/${stream}/history?step=1m&from=${minute}&to=${minute + 60_000}`,
+        {
+          headers: { authorization: `Bearer ${k.read}` },
+        },
       );
-      if (r.rows[0] && Number(r.rows[0].count) >= want) break;
-      await sleep(10);
+      if (!res.ok) throw new Error(`history ${res.status}: ${await res.text()}`);
+      const body = (await res.json()) as { points: Array<{ t: string; count: number; max: number | null }> };
+      if (body.points.some((p) => Date.parse(p.t) === minute && p.count >= 1 && p.max === value)) {
+        return performance.now() - acked;
+      }
+      if (performance.now() - acked > GIVE_UP_MS) return null;
+      await sleep(5);
     }
-    lags.push(performance.now() - acked);
-    await sleep(Math.max(0, 1000 - (performance.now() - acked)));
-  }
-  lags.sort((a, b) => a - b);
-  const lag = {
-    probes: lags.length,
-    p50: percentile(lags, 0.5),
-    p99: percentile(lags, 0.99),
-    max: lags[lags.length - 1],
   };
-  console.log("flush lag ms:", JSON.stringify(lag));
+
+  const rows = watchRows(db, k.tenantId);
+  const apiLags: number[] = [];
+  let apiMissing = 0;
+  for (let i = 0; i < PROBES; i++) {
+    const value = 1000 + i;
+    const now = Date.now();
+    const probes = [
+      { kind: "onTime" as const, stream: `probe.${i}`, ts: now },
+      { kind: "late" as const, stream: `late.${i}`, ts: now - LATE_MS },
+    ];
+    const t0 = performance.now();
+    const r = await post(probes.map((p) => ({ name: p.stream, value, ts: p.ts })));
+    const acked = performance.now();
+    const ackedWall = Date.now();
+    if (r.accepted !== probes.length) throw new Error(`probe ${i}: accepted ${r.accepted} of ${probes.length}`);
+    for (const p of probes) {
+      rows.add({ kind: p.kind, stream: p.stream, value, from: Math.max(minuteOf(p.ts) + 60_000, ackedWall) });
+    }
+    for (const lag of await Promise.all(probes.map((p) => visible(p.stream, value, p.ts, acked)))) {
+      if (lag === null) apiMissing++;
+      else apiLags.push(lag);
+    }
+    await sleep(Math.max(0, 1000 - (performance.now() - t0)));
+  }
+  apiLags.sort((a, b) => a - b);
+  const historyApi = summary(apiLags, apiMissing);
+  console.log("accepted → visible in the history API, ms:", JSON.stringify(historyApi));
+  const postgresRow = {
+    note: `clock starts at the end of the probe's minute, or at its receipt if later; late probes are stamped ${LATE_MS / 1000} s in the past (their minute has already ended)`,
+    ...(await rows.finish()),
+  };
+  console.log("minute end → PostgreSQL row, ms:", JSON.stringify(postgresRow));
 
   // Rows and bytes per active stream-minute, over the load so far.
   const status = await Promise.all(
@@ -120,8 +226,12 @@ async function main() {
   };
   console.log("writes:", JSON.stringify(writes));
 
-  // Outage.
+  // Outage, centred on the next minute's write (minute end + FLUSH_INTERVAL_MS) so that write fails at least once:
+  // the actor no longer writes every few seconds, and an outage between two minutes' writes would test nothing.
   if (!stack.bridge) throw new Error("no bridge");
+  let writeAt = minuteOf(Date.now()) + 60_000 + FLUSH_INTERVAL_MS;
+  if (writeAt - OUTAGE_S * 500 < Date.now() + 1000) writeAt += 60_000;
+  await sleep(writeAt - OUTAGE_S * 500 - Date.now());
   const acceptedBefore = sent;
   await fetch(`http://${stack.bridge}/__bridge/down`, { method: "POST" });
   const downAt = performance.now();
@@ -139,6 +249,25 @@ async function main() {
   loadOn = false;
   await background;
   const expected = sent;
+  // Ended minutes written: every load stream's actor reports no ended minute waiting (cleared only after PostgreSQL took it).
+  let endedWrittenMs = 0;
+  for (;;) {
+    const pending = await Promise.all(
+      Array.from({ length: STREAMS }, async (_, s) => {
+        const res = await fetch(`${stack.url}/v1/streams/load.s${s}`, {
+          headers: { authorization: `Bearer ${k.read}` },
+        });
+        return ((await res.json()) as { history: { pending_minutes: number } }).history.pending_minutes;
+      }),
+    );
+    if (pending.every((p) => p === 0)) {
+      endedWrittenMs = performance.now() - upAt;
+      break;
+    }
+    if (performance.now() - upAt > 600_000) throw new Error(`ended minutes not written: ${pending.join(",")}`);
+    await sleep(100);
+  }
+  // Every acknowledged event in PostgreSQL: this waits for the minute open at the restore to end and be written.
   let drainedMs = 0;
   let inPostgres = 0;
   for (;;) {
@@ -159,7 +288,8 @@ async function main() {
     acceptedDuringOutage: acceptedDuring,
     pendingMinutesOneStream: pendingDuring.pending_minutes,
     failedFlushesOneStream: pendingDuring.failures,
-    drainedAfterRestoreMs: Math.round(drainedMs),
+    endedMinutesWrittenAfterRestoreMs: Math.round(endedWrittenMs),
+    allEventsInPostgresAfterRestoreMs: Math.round(drainedMs),
     eventsAcknowledged: expected,
     eventsInPostgres: inPostgres,
   };
@@ -169,7 +299,7 @@ async function main() {
   await stack.stop();
   writeFileSync(
     join(ROOT, "bench", "results", "history.json"),
-    `${JSON.stringify({ date: new Date().toISOString(), streams: STREAMS, rate: RATE, lag, writes, outage }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), streams: STREAMS, rate: RATE, historyApi, postgresRow, writes, outage }, null, 2)}\n`,
   );
 }
 

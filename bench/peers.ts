@@ -1,6 +1,7 @@
 /**
- * edgepulse against the designs users would pick instead, fed the same event
- * stream in the same run, computing count, sum, p95 and distinct users over a
+ * edgepulse (`npm start`'s stack: tools/dev.ts, miniflare serving the Worker
+ * on workerd's own socket) against the designs users would pick instead, fed
+ * the same event stream in the same run, computing count, sum, p95 and distinct users over a
  * sliding 5 minutes:
  *   1. PostgreSQL direct: raw events inserted in batches; the window computed
  *      by a query (percentile_disc, count(distinct)).
@@ -27,7 +28,7 @@ import { freePort } from "../test/support/ports";
 import { createTenant, ROOT, startStack } from "../test/support/stack";
 import { type BenchEvent, exact, makeEvents } from "./events";
 import { BENCH_ENV, closedLoop } from "./load";
-import { cpuSeconds, pidsOf } from "./procs";
+import { cpuSeconds, pidsOf, processNames, processTree } from "./procs";
 
 const { values: args } = parseArgs({ options: { seconds: { type: "string", default: "6" } } });
 const SECONDS = Number(args.seconds);
@@ -71,7 +72,8 @@ async function edgepulse(load: BenchEvent[], accuracy: BenchEvent[]): Promise<Pe
     const k = await createTenant(stack, "peers");
     const headers = { authorization: `Bearer ${k.ingest}`, "content-type": "application/json" };
     const bodies = [JSON.stringify(load.slice(0, BATCH).map((e) => ({ ...e, name: "peer.load", ts: undefined })))];
-    const pids = [...pidsOf("workerd serve"), ...pidsOf("wrangler.js dev"), ...pidsOf("wrangler/wrangler-dist/cli.js")];
+    // This stack's processes only: dev.ts's node (miniflare, bridges), its workerd, and PGlite.
+    const pids = processTree(stack.child.pid as number);
     const cpu0 = cpuSeconds(pids);
     const r = await closedLoop({
       url: `${stack.url}/v1/events`,
@@ -110,12 +112,12 @@ async function edgepulse(load: BenchEvent[], accuracy: BenchEvent[]): Promise<Pe
     if (a.windows["5m"].count !== want.count)
       throw new Error(`edgepulse count ${a.windows["5m"].count} != ${want.count}`);
     return {
-      system: "edgepulse (wrangler dev, batch 1,000, durable before ack)",
+      system: "edgepulse (npm start: miniflare → workerd, batch 1,000, durable before ack)",
       eventsPerSec: Math.round(r.tallied / r.seconds),
       freshnessMs: Math.round(freshness),
       freshnessNote: "ingest ack + live read (PostgreSQL history: + FLUSH_INTERVAL_MS, 2 s)",
       cpuSecPerMillion: Number(cpu.toFixed(2)),
-      cpuNote: "workerd + wrangler dev processes",
+      cpuNote: `${processNames(pids).join(" + ")} (the npm start stack)`,
       p95ErrorPct: pct(a.windows["5m"].p95, want.p95),
       distinctErrorPct: pct(a.windows["5m"].distinct_users, want.distinct),
     };

@@ -1,6 +1,6 @@
 /** CPU and memory of local processes, from /proc (Linux). */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 const TICKS = 100; // USER_HZ on Linux
 
@@ -14,6 +14,54 @@ export function pidsOf(pattern: string): number[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * `root` and every process below it, from /proc. For a stack started by
+ * test/support/stack.ts (`stack.child.pid`): the tools/dev.ts node process
+ * (miniflare, the PostgreSQL and Upstash bridges, the cron), the workerd it
+ * runs, and the embedded PostgreSQL (PGlite) process when history is on
+ * without DATABASE_URL. Only this stack's processes: another local workerd
+ * (another stack, another engineer's `npm start`) is not counted.
+ */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // exited
+    }
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0) {
+    const pid = todo.pop() as number;
+    if (out.includes(pid)) continue;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out.filter((p) => p !== process.pid);
+}
+
+/** A short name for each process (same order), for labels: "node tools/dev.ts", "workerd", "node (PGlite)", "esbuild (tsx)". */
+export function processNames(pids: number[]): string[] {
+  return pids.map((pid) => {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+      const exe = (args[0] ?? "").split("/").pop() ?? "";
+      if (exe === "workerd") return "workerd";
+      if (args.some((a) => a.endsWith("tools/dev.ts"))) return "node tools/dev.ts";
+      if (args.some((a) => a.includes("pglite"))) return "node (PGlite)";
+      if (exe === "esbuild") return "esbuild (tsx)";
+      return exe;
+    } catch {
+      return `pid ${pid} (exited)`;
+    }
+  });
 }
 
 /** Total user+system CPU seconds of the processes. */
@@ -43,27 +91,4 @@ export function rssMiB(pids: number[]): number {
     }
   }
   return Math.round(kb / 1024);
-}
-
-/**
- * The URL of workerd's own socket behind a `wrangler dev` port (bypassing
- * wrangler's proxy): the other local workerd listener that answers `probePath`.
- */
-export async function directWorkerdUrl(
-  proxyPort: number,
-  probePath: string,
-  exclude: number[] = [],
-): Promise<string | null> {
-  const out = execFileSync("ss", ["-ltnp"], { encoding: "utf8" });
-  const ports = [...out.matchAll(/127\.0\.0\.1:(\d+)\s.*"workerd"/g)].map((m) => Number(m[1]));
-  for (const p of ports) {
-    if (p === proxyPort || p === 9229 || exclude.includes(p)) continue;
-    try {
-      const res = await fetch(`http://127.0.0.1:${p}${probePath}`, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return `http://127.0.0.1:${p}`;
-    } catch {
-      // not this one
-    }
-  }
-  return null;
 }

@@ -1,8 +1,8 @@
 /**
  * What the rate-limit check adds: the @upstash/ratelimit call against the
  * local Upstash REST bridge (real redis-server), timed directly, and request
- * latency through `npm start`'s stack with the Redis limiter vs the Durable
- * Object limiter, same run.
+ * latency through `npm start`'s stack (tools/dev.ts: miniflare → workerd's
+ * own socket) with the Redis limiter vs the Durable Object limiter, same run.
  *
  *   npm run bench:ratelimit
  */

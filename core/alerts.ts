@@ -8,9 +8,12 @@
  * value crosses the resolve threshold, not merely the trigger threshold.
  * A no-data rule is active while no event has arrived for `no_data`.
  */
+import { z } from "zod";
+import type { Figures } from "./aggregate";
 import { CodedError } from "./errors";
 import { isStreamName } from "./event";
-import { type Figures, isWindowName, type WindowName } from "./window";
+import { describeIssues } from "./schemas";
+import { WINDOW_NAMES, type WindowName } from "./window";
 
 export const AGGREGATES = [
   "count",
@@ -201,121 +204,137 @@ export function parseDuration(raw: unknown, field: string): number {
 
 const MAX_DURATION_MS = 24 * 3_600_000;
 const MAX_TARGETS = 5;
+const MAX_LABELS = 16;
 
-/** Validates a rule body (create: all required fields; update: merged with the existing rule first). */
+const duration = (field: string) =>
+  z.union([z.number(), z.string()]).transform((raw, ctx) => {
+    try {
+      const ms = parseDuration(raw, field);
+      if (ms > MAX_DURATION_MS) ctx.addIssue({ code: "custom", message: "must be at most 24h" });
+      return ms;
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message.replace(`${field} `, "") });
+      return z.NEVER;
+    }
+  });
+
+/** The fields of a rule body, each validated on its own (create and PATCH bodies both use it). */
+export const RuleBody = z.strictObject({
+  name: z.string().min(1).max(200).optional().describe("Shown in notifications; defaults to '<stream> <kind>'."),
+  stream: z
+    .string()
+    .refine(isStreamName, "must be a stream name ([A-Za-z0-9_.:-]{1,128}, not only dots)")
+    .optional()
+    .describe("The stream the rule watches (required on create)."),
+  kind: z.enum(["threshold", "no_data"]).optional(),
+  aggregate: z.enum(AGGREGATES).optional().describe("Any live figure; default count."),
+  window: z
+    .enum(WINDOW_NAMES as [WindowName, ...WindowName[]])
+    .optional()
+    .describe("Default 5m."),
+  comparator: z.enum(COMPARATORS).optional().describe('Default ">".'),
+  threshold: z.number().finite().optional(),
+  resolve_threshold: z
+    .number()
+    .finite()
+    .nullable()
+    .optional()
+    .describe("Hysteresis: once firing, the alert resolves only past this."),
+  for: duration("for").optional(),
+  keep_firing_for: duration("keep_firing_for").optional(),
+  no_data: duration("no_data").optional(),
+  labels: z
+    .record(z.string().min(1).max(64), z.string().max(256))
+    .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`)
+    .optional(),
+  targets: z.array(z.string()).max(MAX_TARGETS).optional().describe("Webhook URLs (https)."),
+  enabled: z.boolean().optional(),
+});
+export type RuleBodyInput = z.input<typeof RuleBody>;
+export type RuleFields = z.output<typeof RuleBody>;
+
+const fail = (msg: string): never => {
+  throw new CodedError("invalid_rule", msg);
+};
+
+/** Parses a rule body with RuleBody, then resolves it (see resolveRule). */
 export function validateRule(
-  body: Record<string, unknown>,
+  body: unknown,
   base: { id: string; now: number; existing?: AlertRule },
   allowHttp: boolean,
 ): AlertRule {
-  const b = { ...(base.existing ? ruleToBody(base.existing) : {}), ...body };
-  const fail = (msg: string): never => {
-    throw new CodedError("invalid_rule", msg);
-  };
-  const kind = b.kind ?? (b.no_data !== undefined && b.threshold === undefined ? "no_data" : "threshold");
-  if (kind !== "threshold" && kind !== "no_data") fail('kind must be "threshold" or "no_data".');
-  if (!isStreamName(b.stream)) fail("stream must be a stream name ([A-Za-z0-9_.:-]{1,128}).");
-  const name = b.name ?? `${b.stream} ${kind}`;
-  if (typeof name !== "string" || name.length === 0 || name.length > 200) fail("name must be 1-200 characters.");
-  const aggregate = b.aggregate ?? "count";
-  if (!(AGGREGATES as readonly unknown[]).includes(aggregate))
-    fail(`aggregate must be one of ${AGGREGATES.join(", ")}.`);
-  const window = b.window ?? "5m";
-  if (!isWindowName(window)) fail("window must be one of 1m, 5m, 15m, 1h.");
-  const comparator = b.comparator ?? ">";
-  if (!(COMPARATORS as readonly unknown[]).includes(comparator))
-    fail(`comparator must be one of ${COMPARATORS.join(" ")}.`);
-  let threshold = 0;
-  if (kind === "threshold") {
-    if (typeof b.threshold !== "number" || !Number.isFinite(b.threshold)) fail("threshold must be a finite number.");
-    threshold = b.threshold as number;
+  const parsed = RuleBody.safeParse(body);
+  if (!parsed.success) {
+    const { message, details } = describeIssues(parsed.error);
+    throw new CodedError("invalid_rule", message, details);
   }
-  const resolve = b.resolve_threshold ?? null;
-  if (resolve !== null) {
-    if (typeof resolve !== "number" || !Number.isFinite(resolve)) fail("resolve_threshold must be a finite number.");
+  return resolveRule(parsed.data, base, allowHttp);
+}
+
+/**
+ * Builds a rule from validated fields (create: all of them; update: merged over the existing rule) and
+ * checks what spans fields: kind, threshold, the resolve side, no-data durations, target URLs.
+ */
+export function resolveRule(
+  given: RuleFields,
+  base: { id: string; now: number; existing?: AlertRule },
+  allowHttp: boolean,
+): AlertRule {
+  const before = base.existing;
+  const pick = <K extends keyof typeof given>(k: K, old: unknown) => (given[k] !== undefined ? given[k] : old);
+  const stream = pick("stream", before?.stream) as string | undefined;
+  if (stream === undefined) fail("stream: required.");
+  const threshold = pick("threshold", before?.kind === "threshold" ? before.threshold : undefined) as
+    | number
+    | undefined;
+  const noData = pick("no_data", before?.no_data_ms) as number | undefined;
+  const kind = (given.kind ??
+    before?.kind ??
+    (noData !== undefined && threshold === undefined ? "no_data" : "threshold")) as AlertRule["kind"];
+  const comparator = (pick("comparator", before?.comparator) ?? ">") as Comparator;
+  if (kind === "threshold" && threshold === undefined) fail("threshold: required for a threshold rule.");
+  const resolve = (pick("resolve_threshold", before?.resolve_threshold) ?? null) as number | null;
+  if (resolve !== null && kind === "threshold") {
     const above = comparator === ">" || comparator === ">=";
-    const ok = above ? (resolve as number) <= threshold : (resolve as number) >= threshold;
-    if (!ok)
+    const ok = above ? resolve <= (threshold as number) : resolve >= (threshold as number);
+    if (!ok) {
       fail(
-        `resolve_threshold must be on the safe side of threshold (for "${comparator}": ${above ? "≤" : "≥"} ${threshold}).`,
+        `resolve_threshold: must be on the safe side of threshold (for "${comparator}": ${above ? "≤" : "≥"} ${threshold}).`,
       );
+    }
   }
-  const forMs = parseDuration(b.for, "for");
-  const keepMs = parseDuration(b.keep_firing_for, "keep_firing_for");
-  const noDataMs = parseDuration(b.no_data, "no_data");
-  for (const [f, v] of [
-    ["for", forMs],
-    ["keep_firing_for", keepMs],
-    ["no_data", noDataMs],
-  ] as const) {
-    if (v > MAX_DURATION_MS) fail(`${f} must be at most 24h.`);
-  }
-  if (kind === "no_data" && noDataMs <= 0) fail('a no_data rule needs no_data > 0, e.g. "3m".');
-  const labels = b.labels ?? {};
-  if (
-    typeof labels !== "object" ||
-    labels === null ||
-    Array.isArray(labels) ||
-    Object.keys(labels).length > 16 ||
-    !Object.entries(labels).every(
-      ([k, v]) => k.length > 0 && k.length <= 64 && typeof v === "string" && v.length <= 256,
-    )
-  ) {
-    fail("labels must be an object of at most 16 string values.");
-  }
-  const targets = b.targets ?? [];
-  if (!Array.isArray(targets) || targets.length > MAX_TARGETS)
-    fail(`targets must be a list of at most ${MAX_TARGETS} webhook URLs.`);
-  for (const t of targets as unknown[]) {
+  const noDataMs = noData ?? 0;
+  if (kind === "no_data" && noDataMs <= 0) fail('no_data: a no_data rule needs no_data > 0, e.g. "3m".');
+  const targets = (pick("targets", before?.targets) ?? []) as string[];
+  for (const t of targets) {
     let u: URL | null = null;
     try {
-      u = typeof t === "string" ? new URL(t) : null;
+      u = new URL(t);
     } catch {
       u = null;
     }
     if (!u || !(u.protocol === "https:" || (allowHttp && u.protocol === "http:"))) {
-      fail(`target ${JSON.stringify(t).slice(0, 80)} must be an ${allowHttp ? "http(s)" : "https"} URL.`);
+      fail(`targets: ${JSON.stringify(t).slice(0, 80)} must be an ${allowHttp ? "http(s)" : "https"} URL.`);
     }
   }
-  const enabled = b.enabled ?? true;
-  if (typeof enabled !== "boolean") fail("enabled must be true or false.");
   return {
     id: base.id,
-    name: name as string,
-    stream: b.stream as string,
-    kind: kind as AlertRule["kind"],
-    aggregate: aggregate as AggregateName,
-    window: window as WindowName,
-    comparator: comparator as Comparator,
-    threshold,
-    resolve_threshold: resolve as number | null,
-    for_ms: forMs,
-    keep_firing_for_ms: keepMs,
+    name: (pick("name", before?.name) ?? `${stream} ${kind}`) as string,
+    stream: stream as string,
+    kind,
+    aggregate: (pick("aggregate", before?.aggregate) ?? "count") as AggregateName,
+    window: (pick("window", before?.window) ?? "5m") as WindowName,
+    comparator,
+    threshold: kind === "threshold" ? (threshold as number) : 0,
+    resolve_threshold: resolve,
+    for_ms: (pick("for", before?.for_ms) ?? 0) as number,
+    keep_firing_for_ms: (pick("keep_firing_for", before?.keep_firing_for_ms) ?? 0) as number,
     no_data_ms: noDataMs,
-    labels: { ...(labels as Record<string, string>) },
-    targets: targets as string[],
-    enabled: enabled as boolean,
-    created_at: base.existing?.created_at ?? base.now,
+    labels: { ...((pick("labels", before?.labels) ?? {}) as Record<string, string>) },
+    targets,
+    enabled: (pick("enabled", before?.enabled) ?? true) as boolean,
+    created_at: before?.created_at ?? base.now,
     updated_at: base.now,
-  };
-}
-
-function ruleToBody(r: AlertRule): Record<string, unknown> {
-  return {
-    name: r.name,
-    stream: r.stream,
-    kind: r.kind,
-    aggregate: r.aggregate,
-    window: r.window,
-    comparator: r.comparator,
-    threshold: r.kind === "threshold" ? r.threshold : undefined,
-    resolve_threshold: r.resolve_threshold,
-    for: r.for_ms,
-    keep_firing_for: r.keep_firing_for_ms,
-    no_data: r.no_data_ms,
-    labels: r.labels,
-    targets: r.targets,
-    enabled: r.enabled,
   };
 }
 

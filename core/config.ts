@@ -78,6 +78,12 @@ export const CONFIG = {
     max: 1_000_000,
     description: "Most distinct streams a tenant may have; events for further streams are refused (stream_limit).",
   },
+  MAX_DIM_KEYS: {
+    default: 32,
+    min: 1,
+    max: 256,
+    description: "Most distinct dimension keys per stream; further keys are dropped from events and counted.",
+  },
   MAX_DIM_VALUES: {
     default: 1000,
     min: 1,
@@ -89,6 +95,46 @@ export const CONFIG = {
     min: 50,
     max: 600_000,
     description: "How often an actor with changed minutes writes them to PostgreSQL (ms).",
+  },
+  FLUSH_TIMEOUT_MS: {
+    default: 15_000,
+    min: 100,
+    max: 120_000,
+    description:
+      "A history write with no answer within this long is abandoned: its connection is dropped and the write retried with backoff (ms). Writes are absolute, so one that lands late is harmless.",
+  },
+  SHARD_TARGET_RPS: {
+    default: 500,
+    min: 1,
+    max: 100_000,
+    description:
+      "Ingest requests per second one shard of a stream is sized for; a stream whose load passes it splits over more shards (a stream's config may set its own).",
+  },
+  SHARD_MAX: {
+    default: 16,
+    min: 1,
+    max: 64,
+    description: "Most shards a stream spreads over (1 turns scale-out off; a stream's config may lower it).",
+  },
+  SHARD_FOLD_AFTER_MS: {
+    default: 60_000,
+    min: 1000,
+    max: 600_000,
+    description: "How long a sharded stream's load must stay below what fewer shards serve before it folds back (ms).",
+  },
+  SHARD_QUEUE_MAX_EVENTS: {
+    default: 50_000,
+    min: 100,
+    max: 1_000_000,
+    description:
+      "Most events a shard holds waiting for its relay to the stream's primary; past it a shard refuses with stream_unavailable (503, retry), never acknowledging what it cannot relay.",
+  },
+  SHARD_CACHE_MS: {
+    default: 5000,
+    min: 0,
+    max: 60_000,
+    description:
+      "How long an isolate trusts what it last learned of a stream's shard count without hearing from the stream (ms); every ingest reply refreshes it.",
   },
   FLUSH_MAX_BACKOFF_MS: {
     default: 300_000,

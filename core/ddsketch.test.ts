@@ -1,6 +1,19 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addValue, type Bins, decode, encode, freeze, keyOf, merge, quantile, valueOfKey } from "./ddsketch";
+import {
+  addEncoded,
+  addValue,
+  type Bins,
+  binCount,
+  decode,
+  encode,
+  freeze,
+  keyOf,
+  MAX_BINS,
+  merge,
+  quantile,
+  valueOfKey,
+} from "./ddsketch";
 import { seededRandom } from "./random";
 
 const exactQuantile = (sorted: number[], q: number) => sorted[Math.floor(q * (sorted.length - 1))];
@@ -84,5 +97,89 @@ describe("DDSketch", () => {
   it("returns undefined for an empty sketch or an out-of-range q", () => {
     expect(quantile(sketchOf([]), 0.5)).toBeUndefined();
     expect(quantile(sketchOf([1]), 1.5)).toBeUndefined();
+  });
+
+  it("never holds more than its bin cap, whatever the values (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: -1e300, max: 1e300, noNaN: true, noDefaultInfinity: true }), { maxLength: 3000 }),
+        fc.integer({ min: 1, max: 600 }),
+        (values, cap) => {
+          const bins: Bins = new Map();
+          for (const v of values) addValue(bins, v);
+          const s = freeze(bins, cap);
+          const total = s.counts.reduce((a, b) => a + b, 0);
+          return s.keys.length <= cap && total === values.length;
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("keeps every quantile at or above the collapsed range within 1 % (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 1e-6, max: 1e12, noNaN: true }), { minLength: 50, maxLength: 2000 }),
+        fc.integer({ min: 8, max: 200 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (values, cap, q) => {
+          const bins: Bins = new Map();
+          for (const v of values) addValue(bins, v);
+          const s = freeze(bins, cap);
+          const sorted = [...values].sort((a, b) => a - b);
+          const want = exactQuantile(sorted, q);
+          if (keyOf(want) < s.keys[0]) return true; // in the collapsed low tail: no guarantee claimed
+          return relErr(quantile(s, q) as number, want) <= 0.01 + 1e-12;
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("caps merged sketches at MAX_BINS", () => {
+    const parts = Array.from({ length: 10 }, (_, p) =>
+      sketchOf(Array.from({ length: 500 }, (_, i) => 1.03 ** (p * 500 + i))),
+    );
+    expect(merge(parts).keys.length).toBe(MAX_BINS);
+  });
+
+  it("encodes real latency data in about one byte per bin", () => {
+    const r = seededRandom(3);
+    const s = sketchOf(Array.from({ length: 100 }, () => Math.exp(4 + r())));
+    expect(encode(s).length).toBeLessThanOrEqual(8 + s.keys.length * 1.3);
+  });
+
+  it("round-trips large counts, large key gaps and both signs", () => {
+    const bins: Bins = new Map([
+      [keyOf(-1e200), 3],
+      [keyOf(-1), 2 ** 40],
+      [keyOf(0), 9],
+      [keyOf(1e-200), 1],
+      [keyOf(1), 7],
+      [keyOf(1.0202), 8],
+      [keyOf(1e250), 2 ** 52],
+    ]);
+    const s = freeze(bins);
+    const back = decode(encode(s));
+    expect(Array.from(back.keys)).toEqual(Array.from(s.keys));
+    expect(Array.from(back.counts)).toEqual(Array.from(s.counts));
+    expect(binCount(encode(s))).toBe(s.keys.length);
+    const again: Bins = new Map();
+    addEncoded(again, encode(s));
+    expect(again).toEqual(bins);
+  });
+
+  it("still reads sketches in the earlier fixed-width format (rows written by earlier releases)", () => {
+    const s = sketchOf([-4, 0, 5.5, 1e6, 1e6, 42]);
+    const n = s.keys.length;
+    const pad = (n * 4) % 8 === 0 ? 0 : 4;
+    const legacy = new ArrayBuffer(8 + n * 4 + pad + n * 8);
+    new DataView(legacy).setUint32(0, n, true);
+    new Int32Array(legacy, 8, n).set(s.keys);
+    new Float64Array(legacy, 8 + n * 4 + pad, n).set(s.counts);
+    const back = decode(new Uint8Array(legacy));
+    expect(Array.from(back.keys)).toEqual(Array.from(s.keys));
+    expect(Array.from(back.counts)).toEqual(Array.from(s.counts));
+    expect(() => decode(new Uint8Array([1, 2, 3]))).toThrow();
   });
 });

@@ -21,7 +21,7 @@ export const ERRORS = {
   admin_disabled: { status: 503, message: "Set the ADMIN_TOKEN secret to use the operator API." },
   invalid_request: { status: 400, message: "The request is not valid." },
   invalid_window: { status: 400, message: "window must be one of 1m, 5m, 15m, 1h." },
-  invalid_stream_name: { status: 400, message: "Stream names match [A-Za-z0-9_.:-]{1,128}." },
+  invalid_stream_name: { status: 400, message: "Stream names match [A-Za-z0-9_.:-]{1,128} and are not only dots." },
   not_found: { status: 404, message: "No such resource." },
   stream_not_found: { status: 404, message: "No events have been received for this stream." },
   tenant_not_found: { status: 404, message: "No such tenant." },
@@ -37,6 +37,8 @@ export const ERRORS = {
   invalid_step: { status: 400, message: "step must be one of 1m, 1h, 1d." },
   invalid_range: { status: 400, message: "from and to must be timestamps with from before to." },
   range_too_large: { status: 400, message: "The range holds too many steps; use a coarser step or a shorter range." },
+  invalid_query: { status: 400, message: "The query is not valid; see message and details." },
+  invalid_config: { status: 400, message: "The stream configuration is not valid." },
   internal_error: { status: 500, message: "Something went wrong on our side." },
 } as const;
 
@@ -59,11 +61,12 @@ export class CodedError extends Error {
 export const EVENT_ERRORS = {
   not_an_object: "Each event must be a JSON object.",
   malformed_json: "This NDJSON line is not valid JSON.",
+  too_deep: "This NDJSON line nests deeper than an event can (event → dims).",
   unknown_field: "Unknown field.",
-  invalid_name: "name is required and must match [A-Za-z0-9_.:-]{1,128}.",
+  invalid_name: "name is required and must match [A-Za-z0-9_.:-]{1,128} (and not be only dots).",
   invalid_id: "id must be a non-empty string of at most 128 characters.",
   invalid_timestamp: "ts must be epoch milliseconds or an ISO-8601 string with a time zone.",
-  invalid_value: "value must be a finite number.",
+  invalid_value: "value must be a finite number between -1e15 and 1e15.",
   invalid_user: "user must be a non-empty string of at most 256 characters.",
   invalid_dims: "dims must be an object of at most 16 string values.",
   too_late: "The event is older than the allowed lateness.",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_CONFIG, loadConfig } from "./config";
-import { admitTime, bodyFormat, decodeBody, parseTimestamp, validateEvent } from "./event";
+import { admitTime, bodyFormat, decodeBody, isStreamName, MAX_ABS_VALUE, parseTimestamp, validateEvent } from "./event";
 
 const NOW = Date.UTC(2026, 10, 22, 10, 0, 0);
 
@@ -134,10 +134,58 @@ describe("bodies", () => {
     });
     expect(decodeBody('{"name":"a"}\n\n{oops\n{"name":"b"}\n', "ndjson")).toEqual({
       ok: true,
-      items: [{ ok: true, value: { name: "a" } }, { ok: false }, { ok: true, value: { name: "b" } }],
+      items: [
+        { ok: true, value: { name: "a" } },
+        { ok: false, code: "malformed_json" },
+        { ok: true, value: { name: "b" } },
+      ],
     });
     expect(decodeBody('{"name":"a"}\n{"name":"b"}', "text")).toMatchObject({ ok: true, items: [{}, {}] });
     expect(decodeBody("[1,", "json")).toMatchObject({ ok: false });
     expect(decodeBody("42", "json")).toMatchObject({ ok: false });
+  });
+
+  it("judges NDJSON depth per line: unbalanced brackets on separate bad lines do not add up", () => {
+    // Regression: the depth check ran over the whole body, so these two bad lines (2 + 2 > 3) refused the batch.
+    const body = '{"name":"a"}\n{{\n{{\n{"name":"b","dims":{"k":"v"}}';
+    const d = decodeBody(body, "ndjson");
+    expect(d).toEqual({
+      ok: true,
+      items: [
+        { ok: true, value: { name: "a" } },
+        { ok: false, code: "malformed_json" },
+        { ok: false, code: "malformed_json" },
+        { ok: true, value: { name: "b", dims: { k: "v" } } },
+      ],
+    });
+    // A line nesting deeper than an event can is refused on its own.
+    expect(decodeBody('{"name":"a"}\n{"name":"b","dims":{"k":[[1]]}}', "ndjson")).toMatchObject({
+      ok: true,
+      items: [{ ok: true }, { ok: false, code: "too_deep" }],
+    });
+    // text/plain beacons that are NDJSON are judged per line too; one JSON document is still judged whole.
+    expect(decodeBody('{"name":"a"}\n[[[[1]]]]', "text")).toMatchObject({
+      ok: true,
+      items: [{ ok: true }, { ok: false, code: "too_deep" }],
+    });
+    expect(decodeBody("[[[[1]]]]", "json")).toMatchObject({ ok: false, code: "body_too_deep" });
+  });
+});
+
+describe("names and values that cannot be served", () => {
+  it("refuses stream names made only of dots (URL paths collapse them)", () => {
+    for (const name of [".", "..", "...", "....."]) {
+      expect(isStreamName(name)).toBe(false);
+      expect(validateEvent({ name }, NOW)).toMatchObject({ ok: false, code: "invalid_name" });
+    }
+    for (const name of [".a", "a.", "a..b", ".hidden", "v1.2"]) expect(isStreamName(name)).toBe(true);
+  });
+
+  it("refuses values whose sums could overflow (|value| > 1e15), and keeps every value up to the bound", () => {
+    expect(validateEvent({ name: "a", value: 1.7e308 }, NOW)).toMatchObject({ ok: false, code: "invalid_value" });
+    expect(validateEvent({ name: "a", value: -1e16 }, NOW)).toMatchObject({ ok: false, code: "invalid_value" });
+    expect(validateEvent({ name: "a", value: MAX_ABS_VALUE }, NOW)).toMatchObject({ ok: true });
+    expect(validateEvent({ name: "a", value: -MAX_ABS_VALUE }, NOW)).toMatchObject({ ok: true });
+    expect(validateEvent({ name: "a", value: 5e-324 }, NOW)).toMatchObject({ ok: true });
   });
 });

@@ -12,6 +12,13 @@ export const EVENT_SCHEMA = {
 } as const;
 
 export const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+/** "." and ".." (any name of dots only) would be collapsed out of a URL path: such a name could never be read. */
+const ONLY_DOTS = /^\.+$/;
+/**
+ * Largest |value| accepted. Any sum of accepted values stays finite (overflowing float64 would take
+ * more than 10^293 events) and far from losing its integer part; nothing real is measured beyond it.
+ */
+export const MAX_ABS_VALUE = 1e15;
 export const MAX_ID_LENGTH = 128;
 export const MAX_USER_LENGTH = 256;
 export const MAX_DIMS = 16;
@@ -55,8 +62,9 @@ const fail = (code: EventErrorCode, detail?: string, name?: string): Validation 
   message: detail ? `${EVENT_ERRORS[code]} ${detail}` : EVENT_ERRORS[code],
 });
 
+/** A stream name: [A-Za-z0-9_.:-]{1,128}, and not only dots (it appears in URL paths). */
 export function isStreamName(s: unknown): s is string {
-  return typeof s === "string" && NAME_PATTERN.test(s);
+  return typeof s === "string" && NAME_PATTERN.test(s) && !ONLY_DOTS.test(s);
 }
 
 export function parseTimestamp(raw: unknown): number | undefined {
@@ -101,7 +109,7 @@ export function validateEvent(raw: unknown, now: number): Validation {
     event.ts = ts;
   }
   if (obj.value !== undefined) {
-    if (typeof obj.value !== "number" || !Number.isFinite(obj.value)) {
+    if (typeof obj.value !== "number" || !Number.isFinite(obj.value) || Math.abs(obj.value) > MAX_ABS_VALUE) {
       return fail("invalid_value", `Got ${describe(obj.value)}.`, name);
     }
     event.value = obj.value;
@@ -186,19 +194,28 @@ export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
   return max;
 }
 
-export type DecodedBody =
-  | { ok: true; items: Array<{ ok: true; value: unknown } | { ok: false }> }
-  | { ok: false; message: string; code?: "body_too_deep" };
+/** A decoded item: a parsed value, or why the line/element could not be parsed. */
+export type DecodedItem = { ok: true; value: unknown } | { ok: false; code: "malformed_json" | "too_deep" };
 
+export type DecodedBody = { ok: true; items: DecodedItem[] } | { ok: false; message: string; code?: "body_too_deep" };
+
+/** Events nest at most event → dims: one NDJSON line may not nest deeper. */
+const MAX_LINE_DEPTH = MAX_JSON_DEPTH - 1;
+
+/** One event per line; a bad line (unparseable, or nested too deep) rejects only itself. */
 function parseNdjson(text: string): DecodedBody {
-  const items: Array<{ ok: true; value: unknown } | { ok: false }> = [];
+  const items: DecodedItem[] = [];
   for (const line of text.split("\n")) {
     const trimmed = line.trim();
     if (trimmed === "") continue;
+    if (jsonDepth(trimmed, MAX_LINE_DEPTH) > MAX_LINE_DEPTH) {
+      items.push({ ok: false, code: "too_deep" });
+      continue;
+    }
     try {
       items.push({ ok: true, value: JSON.parse(trimmed) });
     } catch {
-      items.push({ ok: false });
+      items.push({ ok: false, code: "malformed_json" });
     }
   }
   return { ok: true, items };
@@ -210,15 +227,18 @@ function parseNdjson(text: string): DecodedBody {
  * JSON if it parses as one document, NDJSON otherwise.
  */
 export function decodeBody(text: string, format: BodyFormat): DecodedBody {
+  // NDJSON is checked line by line: one bad line must not refuse the others.
+  if (format === "ndjson") return parseNdjson(text);
   // Refuse deep nesting before parsing: it is never a valid batch and costs parser time and memory.
   if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    // text/plain may be NDJSON (beacons): then judge each line on its own.
+    if (format === "text" && text.includes("\n")) return parseNdjson(text);
     return {
       ok: false,
       message: `The JSON nests deeper than ${MAX_JSON_DEPTH} levels (array → event → dims).`,
       code: "body_too_deep",
     };
   }
-  if (format === "ndjson") return parseNdjson(text);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -226,7 +246,7 @@ export function decodeBody(text: string, format: BodyFormat): DecodedBody {
     if (format === "text") return parseNdjson(text);
     return { ok: false, message: `Invalid JSON: ${(err as Error).message}` };
   }
-  if (Array.isArray(doc)) return { ok: true, items: doc.map((value) => ({ ok: true, value })) };
+  if (Array.isArray(doc)) return { ok: true, items: doc.map((value): DecodedItem => ({ ok: true, value })) };
   if (doc !== null && typeof doc === "object") return { ok: true, items: [{ ok: true, value: doc }] };
   return { ok: false, message: "The body must be a JSON object, an array of objects, or NDJSON." };
 }

@@ -53,6 +53,29 @@ describe("SlidingHll", () => {
     );
   });
 
+  it("answers like a plain HLL after switching to its dense form, through expiry", () => {
+    const s = new SlidingHll();
+    const events: Array<[number, string]> = [];
+    for (let i = 0; i < 20_000; i++) events.push([(i * 7919) % 600, `d${i % 6000}`]);
+    for (const [sec, user] of events) {
+      const { reg, rank } = hashUser(user);
+      s.insert(reg, sec, rank);
+    }
+    expect(s.size).toBeGreaterThan(1024);
+    const plainSince = (start: number) => {
+      const plain = new Uint8Array(REGISTERS);
+      for (const [sec, user] of events) {
+        const { reg, rank } = hashUser(user);
+        if (sec >= start && plain[reg] < rank) plain[reg] = rank;
+      }
+      return plain;
+    };
+    for (const start of [0, 1, 299, 300, 599, 600]) expect(s.registersSince(start)).toEqual(plainSince(start));
+    s.expire(300);
+    for (const start of [300, 450]) expect(s.registersSince(start)).toEqual(plainSince(start));
+    expect(s.registersSince(0)).toEqual(plainSince(300));
+  });
+
   it("keeps lists short and ordered: seconds ascending, ranks strictly descending", () => {
     const s = new SlidingHll();
     for (let i = 0; i < 200_000; i++) {
@@ -60,7 +83,8 @@ describe("SlidingHll", () => {
       s.insert(reg, Math.floor(Math.random() * 3600), rank);
     }
     let longest = 0;
-    for (const list of s.lists.values()) {
+    expect(s.size).toBeGreaterThan(1024); // dense form
+    for (const [, list] of s.lists()) {
       longest = Math.max(longest, list.length / 2);
       for (let i = 2; i < list.length; i += 2) {
         expect(list[i]).toBeGreaterThan(list[i - 2]);
@@ -76,11 +100,11 @@ describe("SlidingHll", () => {
     s.insert(5, 20, 2);
     s.insert(9, 5, 1);
     expect(s.expire(15).sort()).toEqual([5, 9]);
-    expect(s.lists.get(5)).toEqual([20, 2]);
-    expect(s.lists.get(9)).toBeUndefined();
+    expect(s.pairs(5)).toEqual([20, 2]);
+    expect(s.pairs(9)).toBeUndefined();
     const copy = new SlidingHll();
     copy.loadRegister(5, s.encodeRegister(5) as Uint8Array);
-    expect(copy.lists.get(5)).toEqual([20, 2]);
+    expect(copy.pairs(5)).toEqual([20, 2]);
     expect(s.encodeRegister(9)).toBeNull();
   });
 });

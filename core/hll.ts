@@ -109,18 +109,74 @@ export function addUser(registers: Uint8Array, user: string): void {
   if (registers[reg] < rank) registers[reg] = rank;
 }
 
+/** Sparse (a Map) while at most this many registers hold pairs; dense typed arrays beyond. */
+const SLIDING_SPARSE_LIMIT = 1024;
+
+/**
+ * Memory: sparse, ~100 bytes per register in use (≤ ~100 KB); dense, a
+ * fixed 160 KB (u32 second + u8 rank of each register's first pair) plus the
+ * rest of the lists of registers holding more than one pair. A list never
+ * holds more than 33 pairs (ranks strictly descend), so the whole structure
+ * is bounded whatever the traffic.
+ */
 export class SlidingHll {
-  /**
-   * Per register: [sec0, rank0, sec1, rank1, …], seconds ascending, ranks strictly descending.
-   * A Map, so a quiet stream costs memory for the registers it touched only (not 32,768 slots).
-   */
-  readonly lists = new Map<number, number[]>();
+  /** Sparse form: per register [sec0, rank0, sec1, rank1, …], seconds ascending, ranks strictly descending. */
+  #sparse: Map<number, number[]> | null = new Map();
+  /** Dense form: each register's first pair (rank 0 = empty), and the further pairs of longer lists. */
+  #headSec: Uint32Array | null = null;
+  #headRank: Uint8Array | null = null;
+  #tails = new Map<number, number[]>();
+  #used = 0;
+
+  /** Registers holding at least one pair. */
+  get size(): number {
+    return this.#sparse ? this.#sparse.size : this.#used;
+  }
+
+  #get(reg: number): number[] | undefined {
+    if (this.#sparse) return this.#sparse.get(reg);
+    const rank = (this.#headRank as Uint8Array)[reg];
+    if (rank === 0) return undefined;
+    const head = [(this.#headSec as Uint32Array)[reg], rank];
+    const tail = this.#tails.get(reg);
+    return tail ? head.concat(tail) : head;
+  }
+
+  #set(reg: number, list: number[]): void {
+    if (this.#sparse) {
+      if (list.length === 0) this.#sparse.delete(reg);
+      else this.#sparse.set(reg, list);
+      if (this.#sparse.size > SLIDING_SPARSE_LIMIT) this.#densify();
+      return;
+    }
+    const ranks = this.#headRank as Uint8Array;
+    if (list.length === 0) {
+      if (ranks[reg] !== 0) this.#used--;
+      ranks[reg] = 0;
+      this.#tails.delete(reg);
+      return;
+    }
+    if (ranks[reg] === 0) this.#used++;
+    (this.#headSec as Uint32Array)[reg] = list[0];
+    ranks[reg] = list[1];
+    if (list.length > 2) this.#tails.set(reg, list.slice(2));
+    else this.#tails.delete(reg);
+  }
+
+  #densify(): void {
+    const sparse = this.#sparse as Map<number, number[]>;
+    this.#sparse = null;
+    this.#headSec = new Uint32Array(REGISTERS);
+    this.#headRank = new Uint8Array(REGISTERS);
+    this.#used = 0;
+    for (const [reg, list] of sparse) this.#set(reg, list);
+  }
 
   /** Records (sec, rank) in a register; returns true when the register's list changed. */
   insert(reg: number, sec: number, rank: number): boolean {
-    const list = this.lists.get(reg);
+    const list = this.#get(reg);
     if (list === undefined) {
-      this.lists.set(reg, [sec, rank]);
+      this.#set(reg, [sec, rank]);
       return true;
     }
     // Dominated by a pair at least as late and at least as high?
@@ -140,14 +196,57 @@ export class SlidingHll {
       next.push(s, r);
     }
     if (!placed) next.push(sec, rank);
-    this.lists.set(reg, next);
+    this.#set(reg, next);
     return true;
+  }
+
+  #forEach(f: (reg: number, list: number[]) => void): void {
+    if (this.#sparse) {
+      for (const [reg, list] of this.#sparse) f(reg, list);
+      return;
+    }
+    const ranks = this.#headRank as Uint8Array;
+    for (let reg = 0; reg < REGISTERS; reg++) if (ranks[reg] !== 0) f(reg, this.#get(reg) as number[]);
+  }
+
+  /** A register's pairs [sec, rank, …], or undefined when it holds none. */
+  pairs(reg: number): number[] | undefined {
+    return this.#get(reg);
+  }
+
+  /** Every register in use with its pairs. */
+  lists(): Array<[number, number[]]> {
+    const out: Array<[number, number[]]> = [];
+    this.#forEach((reg, list) => {
+      out.push([reg, list]);
+    });
+    return out;
   }
 
   /** Register values for the window of seconds ≥ startSec. */
   registersSince(startSec: number): Uint8Array {
     const out = new Uint8Array(REGISTERS);
-    for (const [reg, list] of this.lists) {
+    if (this.#sparse === null) {
+      const secs = this.#headSec as Uint32Array;
+      const ranks = this.#headRank as Uint8Array;
+      for (let reg = 0; reg < REGISTERS; reg++) {
+        if (ranks[reg] === 0) continue;
+        if (secs[reg] >= startSec) {
+          out[reg] = ranks[reg];
+          continue;
+        }
+        const tail = this.#tails.get(reg);
+        if (tail === undefined) continue;
+        for (let i = 0; i < tail.length; i += 2) {
+          if (tail[i] >= startSec) {
+            out[reg] = tail[i + 1];
+            break;
+          }
+        }
+      }
+      return out;
+    }
+    for (const [reg, list] of this.#sparse) {
       for (let i = 0; i < list.length; i += 2) {
         if (list[i] >= startSec) {
           out[reg] = list[i + 1];
@@ -164,33 +263,35 @@ export class SlidingHll {
 
   /** Drops pairs older than beforeSec; returns the registers that changed. */
   expire(beforeSec: number): number[] {
-    const changed: number[] = [];
-    for (const [reg, list] of this.lists) {
-      if (list[0] >= beforeSec) continue;
+    const changed: Array<[number, number[]]> = [];
+    this.#forEach((reg, list) => {
+      if (list[0] >= beforeSec) return;
       let i = 0;
       while (i < list.length && list[i] < beforeSec) i += 2;
-      if (i >= list.length) this.lists.delete(reg);
-      else this.lists.set(reg, list.slice(i));
-      changed.push(reg);
-    }
-    return changed;
+      changed.push([reg, list.slice(i)]);
+    });
+    for (const [reg, list] of changed) this.#set(reg, list);
+    return changed.map(([reg]) => reg);
   }
 
+  /** The register's pairs as bytes (int32 sec, rank, …), or null when it holds none. */
   encodeRegister(reg: number): Uint8Array | null {
-    const list = this.lists.get(reg);
+    const list = this.#get(reg);
     return list === undefined ? null : new Uint8Array(Int32Array.from(list).buffer);
   }
 
   loadRegister(reg: number, bytes: Uint8Array | ArrayBuffer): void {
     const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-    const ints = new Int32Array(u8.slice().buffer);
-    if (ints.length === 0) this.lists.delete(reg);
-    else this.lists.set(reg, Array.from(ints));
+    this.#set(reg, Array.from(new Int32Array(u8.slice().buffer)));
   }
 }
 
-/** Sparse until this many registers are set; dense (one byte per register) beyond. */
-const SPARSE_LIMIT = 2048;
+/**
+ * Sparse until this many registers are set; dense (one byte per register,
+ * 32 KB) beyond: a Map entry costs ~50 bytes, so past ~640 entries the dense
+ * array is the smaller form.
+ */
+const SPARSE_LIMIT = 640;
 
 /**
  * The registers of one period (a minute, an hour…): sparse while few users
@@ -271,6 +372,10 @@ export class PeriodHll {
       h.#sparse = null;
       return h;
     }
+    if (u8[0] === 3) {
+      forEachPacked(u8, (reg, rank) => h.set(reg, rank));
+      return h;
+    }
     if (u8[0] !== 1 || (u8.length - 1) % 3 !== 0) throw new Error("corrupt sparse HLL");
     for (let o = 1; o < u8.length; o += 3) h.set(u8[o] | (u8[o + 1] << 8), u8[o + 2]);
     return h;
@@ -284,4 +389,116 @@ export class PeriodHll {
     for (let i = 0; i < REGISTERS; i++) if (regs[i] > 0) out.set(i, regs[i]);
     return out;
   }
+}
+
+/**
+ * Estimate from a sparse set of registers (register → rank) without
+ * materialising all 32,768: Ertl's estimator needs only the histogram of
+ * ranks, and every register not in the set is 0. O(registers set).
+ */
+export function estimateSparse(ranks: Iterable<number>): number {
+  const m = REGISTERS;
+  const hist = new Float64Array(RANK_BITS + 2);
+  let occupied = 0;
+  for (const r of ranks) {
+    hist[r]++;
+    occupied++;
+  }
+  hist[0] = m - occupied;
+  let z = m * tau(1 - hist[RANK_BITS + 1] / m);
+  for (let k = RANK_BITS; k >= 1; k--) z = 0.5 * (z + hist[k]);
+  z += m * sigma(hist[0] / m);
+  return Math.round((m * m) / (2 * Math.LN2 * z));
+}
+
+/** Packed sparse stays smaller than dense (1 + 32,768 bytes) up to about this many registers. */
+const PACKED_LIMIT = Math.floor(REGISTERS / 3);
+
+/** Type 3: varint n, then per register (ascending) a varint gap from the previous register and a rank byte. */
+function forEachPacked(u8: Uint8Array, f: (reg: number, rank: number) => void): void {
+  let o = 1;
+  const varint = (): number => {
+    let v = 0;
+    let shift = 0;
+    for (;;) {
+      if (o >= u8.length) throw new Error("corrupt packed HLL");
+      const b = u8[o++];
+      v |= (b & 0x7f) << shift;
+      if (b < 0x80) return v;
+      shift += 7;
+      if (shift > 21) throw new Error("corrupt packed HLL");
+    }
+  };
+  const n = varint();
+  let reg = 0;
+  for (let i = 0; i < n; i++) {
+    reg += varint();
+    if (o >= u8.length || reg >= REGISTERS) throw new Error("corrupt packed HLL");
+    f(reg, u8[o++]);
+  }
+}
+
+/**
+ * Encodes registers (register → rank) in PeriodHll's format: packed sparse (type 3, about two bytes per
+ * register) while that is smaller, dense beyond.
+ */
+export function encodeRegisters(regs: Map<number, number>): Uint8Array {
+  if (regs.size > PACKED_LIMIT) {
+    const out = new Uint8Array(1 + REGISTERS);
+    out[0] = 2;
+    for (const [reg, rank] of regs) out[1 + reg] = rank;
+    return out;
+  }
+  const sorted = [...regs.keys()].sort((a, b) => a - b);
+  const out = new Uint8Array(1 + 3 + sorted.length * 4);
+  let o = 0;
+  out[o++] = 3;
+  const varint = (v: number) => {
+    while (v >= 0x80) {
+      out[o++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    out[o++] = v;
+  };
+  varint(sorted.length);
+  let prev = 0;
+  for (const reg of sorted) {
+    varint(reg - prev);
+    prev = reg;
+    out[o++] = regs.get(reg) as number;
+  }
+  return out.slice(0, o);
+}
+
+/** Raises `into`'s registers with an encoded HLL's (register-wise max), without building a PeriodHll. */
+export function mergeEncodedRegisters(into: Map<number, number>, bytes: Uint8Array): void {
+  if (bytes.length === 0) return;
+  if (bytes[0] === 2) {
+    for (let reg = 0; reg < REGISTERS; reg++) {
+      const rank = bytes[1 + reg];
+      if (rank > (into.get(reg) ?? 0)) into.set(reg, rank);
+    }
+    return;
+  }
+  if (bytes[0] === 3) {
+    forEachPacked(bytes, (reg, rank) => {
+      if (rank > (into.get(reg) ?? 0)) into.set(reg, rank);
+    });
+    return;
+  }
+  if (bytes[0] !== 1 || (bytes.length - 1) % 3 !== 0) throw new Error("corrupt sparse HLL");
+  for (let o = 1; o < bytes.length; o += 3) {
+    const reg = bytes[o] | (bytes[o + 1] << 8);
+    const rank = bytes[o + 2];
+    if (rank > (into.get(reg) ?? 0)) into.set(reg, rank);
+  }
+}
+
+/** Distinct count of an encoded HLL (PeriodHll's formats), without keeping it. */
+export function distinctOfEncoded(bytes: Uint8Array): number {
+  if (bytes.length === 0) return 0;
+  if (bytes[0] === 2) return estimate(bytes.subarray(1));
+  const regs = new Map<number, number>();
+  mergeEncodedRegisters(regs, bytes);
+  return regs.size === 0 ? 0 : estimateSparse(regs.values());
 }

@@ -11,7 +11,7 @@
  * without waking a hibernating object).
  */
 import type { StreamCounters } from "./protocol";
-import type { Aggregates, SeriesPoint, WindowName } from "./window";
+import { type Aggregates, type SeriesPoint, WINDOW_NAMES, type WindowName } from "./window";
 
 export type { SeriesPoint };
 
@@ -58,6 +58,29 @@ export interface DirectoryEntry {
   rejected: number;
   late: number;
   duplicates: number;
+  /**
+   * Events per minute over the last SPARK_MINUTES minutes, oldest first, ending with the minute of `at`.
+   * Optional: records written by earlier releases have none.
+   */
+  spark?: number[];
+}
+
+/** Minutes in an overview entry's sparkline; a parsed message may hold at most MAX_SPARK_POINTS. */
+export const SPARK_MINUTES = 30;
+export const MAX_SPARK_POINTS = 60;
+
+/**
+ * What a stream's actor tells its tenant's hub (≤ 1/s while anything changes, decay included):
+ * the overview entry, every window (the hub serves GET /v1/streams from these), counters, and the
+ * alerts firing now (the hub's firing set for the stream is replaced by this list, so it reconciles).
+ */
+export interface StreamRecord {
+  entry: DirectoryEntry;
+  windows: Record<WindowName, Aggregates>;
+  counters: StreamCounters;
+  first_event_at: number | null;
+  last_event_at: number | null;
+  firing: AlertEvent[];
 }
 
 export interface DirectoryMessage {
@@ -102,6 +125,18 @@ export interface LiveErrorMessage {
   message: string;
 }
 
+/** A live query's answer (GET /v1/query/live), sent when it changes, at most once per QUERY_PUSH_MS. */
+export interface QueryResultMessage {
+  type: "result";
+  at: number;
+  columns: string[];
+  rows: Array<Array<string | number | boolean | null>>;
+  meta: Record<string, unknown>;
+}
+
+/** Live queries are re-run at most this often. */
+export const QUERY_PUSH_MS = 1000;
+
 export type ServerMessage =
   | StreamSnapshotMessage
   | StreamUpdateMessage
@@ -109,6 +144,7 @@ export type ServerMessage =
   | StreamsMessage
   | AlertMessage
   | AlertsMessage
+  | QueryResultMessage
   | LiveErrorMessage;
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -124,14 +160,58 @@ function isSeries(v: unknown): boolean {
   );
 }
 
-function isWindows(v: unknown): boolean {
+const NULLABLE_FIGURES = ["sum", "min", "max", "mean", "p50", "p90", "p95", "p99"] as const;
+
+function isAggregates(v: unknown): boolean {
   return (
-    isObj(v) && ["1m", "5m", "15m", "1h"].every((w) => isObj(v[w]) && isNum((v[w] as Record<string, unknown>).count))
+    isObj(v) &&
+    isNum(v.count) &&
+    isNum(v.rate) &&
+    isNum(v.value_count) &&
+    isNum(v.distinct_users) &&
+    NULLABLE_FIGURES.every((k) => isNumOrNull(v[k]))
   );
 }
 
+function isWindows(v: unknown): boolean {
+  return isObj(v) && WINDOW_NAMES.every((w) => isAggregates(v[w]));
+}
+
+const isOptNum = (v: unknown) => v === undefined || isNum(v);
+
+function isCounters(v: unknown): boolean {
+  return (
+    isObj(v) &&
+    isNum(v.accepted) &&
+    isNum(v.duplicates) &&
+    isNum(v.late) &&
+    isNum(v.future) &&
+    isObj(v.rejected) &&
+    Object.values(v.rejected).every(isNum) &&
+    isOptNum(v.dims_overflow) &&
+    isOptNum(v.dim_keys_overflow)
+  );
+}
+
+const isCell = (v: unknown) => v === null || typeof v === "string" || typeof v === "boolean" || isNum(v);
+
+const isSpark = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= MAX_SPARK_POINTS && v.every(isNum));
+
 function isEntry(v: unknown): v is DirectoryEntry {
-  return isObj(v) && typeof v.name === "string" && isNum(v.at) && isNum(v.count) && isNum(v.rate) && isNumOrNull(v.p95);
+  return (
+    isObj(v) &&
+    typeof v.name === "string" &&
+    isNum(v.at) &&
+    isNum(v.count) &&
+    isNum(v.rate) &&
+    isNumOrNull(v.mean) &&
+    isNumOrNull(v.p95) &&
+    isNum(v.distinct_users) &&
+    isNum(v.rejected) &&
+    isNum(v.late) &&
+    isNum(v.duplicates) &&
+    isSpark(v.spark)
+  );
 }
 
 function isAlertEvent(v: unknown): v is AlertEvent {
@@ -144,7 +224,8 @@ function isAlertEvent(v: unknown): v is AlertEvent {
     ["pending", "firing", "resolved", "cancelled"].includes(v.kind as string) &&
     isNum(v.at) &&
     isNumOrNull(v.value) &&
-    isObj(v.labels)
+    isObj(v.labels) &&
+    Object.values(v.labels).every((l) => typeof l === "string")
   );
 }
 
@@ -163,7 +244,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
       return typeof m.stream === "string" &&
         isNum(m.at) &&
         isWindows(m.windows) &&
-        isObj(m.counters) &&
+        isCounters(m.counters) &&
         isSeries(m.seconds) &&
         isSeries(m.minutes) &&
         (m.type === "snapshot" || isNum(m.applied))
@@ -180,6 +261,15 @@ export function parseServerMessage(text: string): ServerMessage | null {
       return isNum(m.at) && Array.isArray(m.firing) && m.firing.every(isAlertEvent)
         ? (m as unknown as ServerMessage)
         : null;
+    case "result":
+      return isNum(m.at) &&
+        Array.isArray(m.columns) &&
+        m.columns.every((c) => typeof c === "string") &&
+        Array.isArray(m.rows) &&
+        m.rows.every((r) => Array.isArray(r) && r.every(isCell)) &&
+        isObj(m.meta)
+        ? (m as unknown as ServerMessage)
+        : null;
     case "error":
       return typeof m.code === "string" && typeof m.message === "string" ? (m as unknown as ServerMessage) : null;
     default:
@@ -192,7 +282,13 @@ export function isClientMessage(text: unknown): boolean {
   return text === HEARTBEAT.request;
 }
 
-export function directoryEntry(name: string, at: number, w: Aggregates, c: StreamCounters): DirectoryEntry {
+export function directoryEntry(
+  name: string,
+  at: number,
+  w: Aggregates,
+  c: StreamCounters,
+  spark?: number[],
+): DirectoryEntry {
   const rejected = Object.values(c.rejected).reduce((a: number, n) => a + (n ?? 0), 0);
   return {
     name,
@@ -205,6 +301,7 @@ export function directoryEntry(name: string, at: number, w: Aggregates, c: Strea
     rejected,
     late: c.late,
     duplicates: c.duplicates,
+    ...(spark ? { spark } : {}),
   };
 }
 
@@ -213,6 +310,6 @@ export function keyFromProtocols(header: string | null): string | undefined {
   if (!header) return undefined;
   const parts = header.split(",").map((s) => s.trim());
   if (!parts.includes(LIVE_PROTOCOL)) return undefined;
-  const k = parts.find((p) => p.startsWith(KEY_PROTOCOL_PREFIX));
-  return k ? k.slice(KEY_PROTOCOL_PREFIX.length) : undefined;
+  const k = parts.find((p) => p.startsWith(KEY_PROTOCOL_PREFIX))?.slice(KEY_PROTOCOL_PREFIX.length);
+  return k ? k : undefined;
 }

@@ -1,7 +1,9 @@
 /** Shapes exchanged between the Worker and its actors (typed RPC), and returned by the API. */
+
 import type { EventErrorCode } from "./errors";
 import type { StreamEvent } from "./event";
 import type { Scope } from "./keys";
+import type { ScalingStatus } from "./shards";
 import type { Aggregates, WindowName } from "./window";
 
 export interface IngestRequest {
@@ -10,6 +12,10 @@ export interface IngestRequest {
   events: StreamEvent[];
   /** Events of this stream that the collector already rejected, by code, so the stream counts them. */
   invalid?: Partial<Record<EventErrorCode, number>>;
+  /** For a request that may be delivered again (queued ingest): its `invalid` counts are counted once per key. */
+  key?: string;
+  /** The shard (1..N) the collector sent it through, when the stream is spread over shards. */
+  shard?: number;
 }
 
 export interface IngestResult {
@@ -17,6 +23,8 @@ export interface IngestResult {
   duplicates: number;
   /** Indices into IngestRequest.events. */
   rejected: Array<{ i: number; code: EventErrorCode }>;
+  /** The stream's shard count when it replied (core/shards.ts): the collector routes by it. */
+  shards?: number;
 }
 
 export interface StreamCounters {
@@ -28,19 +36,33 @@ export interface StreamCounters {
   rejected: Partial<Record<EventErrorCode, number>>;
   /** Dimension values beyond MAX_DIM_VALUES per key, folded into "__other__". */
   dims_overflow?: number;
+  /** Dimensions dropped because the stream already has MAX_DIM_KEYS distinct keys. */
+  dim_keys_overflow?: number;
+}
+
+/** Why history is lagging, as API clients see it: a category and a short message (details stay in server logs). */
+export interface FlushError {
+  category: "unreachable" | "timeout" | "rejected" | "unknown";
+  message: string;
 }
 
 export interface FlushStatus {
   /** Whether history (PostgreSQL) is configured. */
   enabled: boolean;
-  /** Minutes whose history row is waiting to be written. */
+  /** Ended minutes whose history row is waiting to be written. */
   pending_minutes: number;
+  /** Minutes still open (served from the actor; written once they end). */
+  open_minutes: number;
   /** Consecutive failed flushes (0 when healthy). */
   failures: number;
   last_flush_at: string | null;
-  last_error: string | null;
+  last_error: FlushError | null;
   /** Minute rows written since this actor instance started. */
   minutes_flushed: number;
+  /** Minutes given up after waiting past the outbox bound (a PostgreSQL outage longer than a day). */
+  dropped_minutes: number;
+  /** Ended minutes whose dimension rows are waiting to be written. */
+  dimension_minutes_pending: number;
 }
 
 export interface StreamSnapshot {
@@ -51,6 +73,8 @@ export interface StreamSnapshot {
   first_event_at: string | null;
   last_event_at: string | null;
   history: FlushStatus;
+  /** The stream's shards, its load and the last scaling decisions (core/shards.ts). */
+  scaling: ScalingStatus;
 }
 
 export interface KeyInfo {

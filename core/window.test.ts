@@ -1,7 +1,20 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { decodeAggregate, encodeAggregate } from "./aggregate";
+import { binCount } from "./ddsketch";
 import { hashUser, type PeriodHll } from "./hll";
-import { expiryCutoff, minuteOf, StreamWindows, secondOf, WINDOW_NAMES, WINDOWS, type WindowEvent } from "./window";
+import { seededRandom } from "./random";
+import {
+  expiryCutoff,
+  MINUTE_BLOCK_MAX_BYTES,
+  minuteOf,
+  SECOND_MAX_BINS,
+  StreamWindows,
+  secondOf,
+  WINDOW_NAMES,
+  WINDOWS,
+  type WindowEvent,
+} from "./window";
 
 const NOW = Date.UTC(2026, 10, 22, 10, 0, 0, 500);
 
@@ -88,10 +101,11 @@ describe("StreamWindows against a brute-force oracle", () => {
     const w = new StreamWindows();
     w.apply([{ ts: NOW }, { ts: NOW - 1000, user: "a" }]);
     const a = w.aggregates("1m", NOW);
+    // Regression: sum used to be 0 here while min, mean and the percentiles were null.
     expect(a).toMatchObject({
       count: 2,
       value_count: 0,
-      sum: 0,
+      sum: null,
       min: null,
       max: null,
       mean: null,
@@ -118,11 +132,10 @@ describe("StreamWindows against a brute-force oracle", () => {
     const later = NOW + 200_000;
     const before = w.aggregates("1h", later);
     const gone = w.expire(later);
-    expect(gone.seconds).toEqual([secondOf(NOW - 3_500_000)]);
+    expect(gone.minutes).toEqual([{ minute: minuteOf(secondOf(NOW - 3_500_000)), open: [secondOf(NOW - 3_500_000)] }]);
     expect(gone.registers).toEqual([hashUser("old").reg]);
-    expect(gone.minutes).toEqual([minuteOf(secondOf(NOW - 3_500_000))]);
     expect(w.aggregates("1h", later)).toEqual(before);
-    expect(w.buckets.size).toBe(1);
+    expect(w.minuteCount).toBe(1);
   });
 
   it("never expires part of a minute: a late event still finds its whole minute", () => {
@@ -131,14 +144,14 @@ describe("StreamWindows against a brute-force oracle", () => {
     const edge = now - 3_600_000; // the oldest admissible instant, mid-minute
     w.apply([{ ts: edge - 20_000, value: 1 }]); // same minute, 20 s earlier: already too late
     w.expire(now);
-    expect(w.buckets.size).toBe(1);
+    expect(w.minuteCount).toBe(1);
     w.apply([{ ts: edge, value: 2 }]);
     expect(w.minute(minuteOf(secondOf(edge)))).toMatchObject({ count: 2, sum: 3 });
     expect(expiryCutoff(now) % 60).toBe(0);
   });
 
   it("keeps each minute's full aggregate and distinct users", () => {
-    const w = new StreamWindows();
+    const w = new StreamWindows({ minuteUsers: true });
     const m0 = minuteOf(secondOf(NOW));
     const events: WindowEvent[] = [];
     for (let i = 0; i < 600; i++) events.push({ ts: NOW - 60_000 + i * 200, value: i, user: `u${i % 40}` });
@@ -165,5 +178,114 @@ describe("StreamWindows against a brute-force oracle", () => {
     const r2 = w.apply([{ ts: NOW - 5000, user: "a" }]);
     // An earlier sighting of the same user is dominated: the register does not change.
     expect([...r2.registers]).toEqual([]);
+  });
+});
+
+describe("StreamWindows state: packed minutes, storage round-trips, bounds", () => {
+  const hour = (n: number, seed: number): WindowEvent[] => {
+    const r = seededRandom(seed);
+    return Array.from({ length: n }, () => ({
+      ts: NOW - Math.floor(r() * 3_600_000),
+      value: Math.round(Math.exp(4 + r() * 3) * 100) / 100,
+      user: `u${Math.floor(r() * 2000)}`,
+    }));
+  };
+
+  it("answers the same after ended minutes are packed, and after late events repack them", () => {
+    const events = hour(20_000, 3);
+    const w = new StreamWindows();
+    w.apply(events);
+    const before = WINDOW_NAMES.map((n) => w.aggregates(n, NOW));
+    const packed = w.packEnded(NOW);
+    expect(packed.length).toBeGreaterThan(55);
+    for (const m of packed) expect(w.minuteBlock(m)).not.toBeNull();
+    expect(WINDOW_NAMES.map((n) => w.aggregates(n, NOW))).toEqual(before);
+    // A late event into a packed minute: the block is rewritten, the figures move exactly.
+    const late = { ts: NOW - 1_800_000, value: 12_345, user: "late-user" };
+    const r = w.apply([late]);
+    expect([...r.blocks]).toEqual([minuteOf(secondOf(late.ts))]);
+    expect([...r.seconds]).toEqual([]);
+    const all = [...events, late];
+    for (const name of WINDOW_NAMES) {
+      const got = w.aggregates(name, NOW);
+      const want = oracle(all, WINDOWS[name], NOW);
+      expect(got.count).toBe(want.count);
+      expect(got.max).toBe(want.max);
+      expect(within(got.p99, want.p99, 0.01)).toBe(true);
+    }
+  });
+
+  it("restores from its stored rows (open seconds, packed blocks, HLL registers) to identical answers", () => {
+    const events = hour(10_000, 4);
+    const w = new StreamWindows();
+    w.apply(events);
+    w.packEnded(NOW - 120_000); // all but the last two minutes packed
+    const copy = new StreamWindows();
+    for (let m = minuteOf(secondOf(NOW - 3_700_000)); m <= minuteOf(secondOf(NOW)); m++) {
+      const block = w.minuteBlock(m);
+      if (block) copy.loadMinute(m, block.slice());
+      for (let s = m * 60; s < m * 60 + 60; s++) {
+        const rec = w.secondRecord(s);
+        if (rec) copy.loadSecond(s, decodeAggregate(encodeAggregate(rec)));
+      }
+    }
+    for (const [reg] of w.hll.lists()) copy.hll.loadRegister(reg, w.hll.encodeRegister(reg) as Uint8Array);
+    for (const name of WINDOW_NAMES) expect(copy.aggregates(name, NOW)).toEqual(w.aggregates(name, NOW));
+  });
+
+  it("stays bounded under crafted values: ≤ SECOND_MAX_BINS bins per second, ≤ MINUTE_BLOCK_MAX_BYTES per minute", () => {
+    // Values spread over the whole float range, thousands of distinct bins in every second.
+    const r = seededRandom(9);
+    const w = new StreamWindows();
+    const minutes = 3;
+    for (let s = 0; s < minutes * 60; s++) {
+      const batch: WindowEvent[] = [];
+      for (let i = 0; i < 4000; i++) {
+        const mag = 10 ** (r() * 200 - 100);
+        batch.push({ ts: NOW - 300_000 + s * 1000, value: r() < 0.5 ? -mag : mag });
+      }
+      w.apply(batch);
+      const rec = w.secondRecord(secondOf(NOW - 300_000 + s * 1000)) as NonNullable<
+        ReturnType<StreamWindows["secondRecord"]>
+      >;
+      expect(binCount(rec.sketch)).toBeLessThanOrEqual(SECOND_MAX_BINS);
+    }
+    for (const m of w.packEnded(NOW)) {
+      expect((w.minuteBlock(m) as Uint8Array).length).toBeLessThanOrEqual(MINUTE_BLOCK_MAX_BYTES);
+    }
+    // Counts, sums and extremes stay exact; the high quantiles keep their guarantee.
+    const got = w.aggregates("15m", NOW);
+    expect(got.count).toBe(minutes * 60 * 4000);
+    expect(got.p99).not.toBeNull();
+  });
+
+  it("keeps the high quantiles exact to 1 % when the lowest bins collapse", () => {
+    // One second with 3,000 values spread over ~2,600 bins: far beyond SECOND_MAX_BINS.
+    const values = Array.from({ length: 3000 }, (_, i) => 1.0202 ** i);
+    const w = new StreamWindows();
+    w.apply(values.map((value) => ({ ts: NOW, value })));
+    const got = w.aggregates("1m", NOW);
+    const sorted = [...values].sort((a, b) => a - b);
+    for (const [p, q] of [
+      ["p90", 0.9],
+      ["p95", 0.95],
+      ["p99", 0.99],
+    ] as const) {
+      expect(within(got[p], sorted[Math.floor(q * (sorted.length - 1))], 0.01)).toBe(true);
+    }
+    expect(got.min).toBe(sorted[0]);
+    expect(got.max).toBe(sorted[sorted.length - 1]);
+  });
+
+  it("knows when the figures next change without new events", () => {
+    const w = new StreamWindows();
+    expect(w.nextChangeAfter(NOW)).toBeNull();
+    w.apply([{ ts: NOW - 10_000 }]);
+    // The event at second s leaves the 1m window at second s + 60.
+    expect(w.nextChangeAfter(NOW)).toBe((secondOf(NOW - 10_000) + 60) * 1000);
+    expect(w.aggregates("1m", (secondOf(NOW - 10_000) + 60) * 1000).count).toBe(0);
+    expect(w.aggregates("1m", (secondOf(NOW - 10_000) + 59) * 1000).count).toBe(1);
+    // After it left the 1m window, the next change is its exit from 5m.
+    expect(w.nextChangeAfter((secondOf(NOW - 10_000) + 60) * 1000)).toBe((secondOf(NOW - 10_000) + 300) * 1000);
   });
 });

@@ -1,83 +1,263 @@
 /**
- * Reading and writing period aggregates. Rows carry serialised sketches, so
- * any set of rows merges into an exact aggregate of their union: sums add,
- * min/max compare, DDSketches add bin-wise, HyperLogLogs take register-wise max.
+ * Reading and writing period aggregates. A row is an aggregate in the shape
+ * of core/aggregate.ts plus the period's serialised HyperLogLog, so any set
+ * of rows merges into the exact aggregate of their union: sums add, min/max
+ * compare, DDSketches add bin-wise, HyperLogLogs take register-wise max.
  */
-import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
-import { decode as decodeSketch, encode as encodeSketch, merge as mergeSketches } from "../core/ddsketch";
+import { and, asc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { Accumulator, type Aggregate, type Figures, figuresOf } from "../core/aggregate";
 import { HISTORY_STEP_MS, type HistoryStepName } from "../core/history-query";
-import { PeriodHll } from "../core/hll";
-import { type Figures, figures } from "../core/window";
+import { distinctOfEncoded, PeriodHll } from "../core/hll";
+import type { AlertEvent } from "../core/live";
+import { FrequentItems } from "../core/topk";
 import type { Db } from "./maintenance";
-import { type AggregateTable, metricsDay, metricsHour, metricsMinute, rollupState } from "./schema";
+import {
+  type AggregateTable,
+  alertEvents,
+  type DimTable,
+  metricsDay,
+  type metricsDimMinute,
+  metricsHour,
+  metricsMinute,
+  rollupState,
+} from "./schema";
 
 export type StoredAggregate = typeof metricsMinute.$inferSelect;
-export type AggregateValues = Omit<StoredAggregate, "tenantId" | "stream" | "bucket" | "updatedAt">;
-export type AggregateInsert = AggregateValues & { tenantId: string; stream: string; bucket: Date };
+
+/** One period's aggregate and distinct-user registers. */
+export interface Period {
+  aggregate: Aggregate;
+  hll: Uint8Array;
+}
+
+export interface PeriodInsert extends Period {
+  tenantId: string;
+  stream: string;
+  bucket: Date;
+}
+
+/** A minute as an actor holds it: the absolute aggregate, and registers to union with the row's. */
+export interface MinutePeriod extends Period {
+  /** Start of the minute, epoch ms. */
+  bucket: number;
+}
+
+export function periodOfRow(r: StoredAggregate | StoredDimAggregate): Period {
+  return {
+    aggregate: {
+      count: Number(r.count),
+      valueCount: Number(r.valueCount),
+      sum: r.sum,
+      min: r.min,
+      max: r.max,
+      sketch: r.sketch,
+    },
+    hll: r.hll,
+  };
+}
+
+/** The columns every row carries beside its sketches: p50…p99 and distinct users, for plain-SQL readers. */
+export function precomputed(p: Period) {
+  const distinct = distinctOfEncoded(p.hll);
+  const f = figuresOf(p.aggregate, 60, distinct);
+  return { p50: f.p50, p90: f.p90, p95: f.p95, p99: f.p99, distinctUsers: distinct };
+}
+
+function measureValues(p: Period) {
+  const a = p.aggregate;
+  return {
+    count: a.count,
+    valueCount: a.valueCount,
+    sum: a.sum,
+    min: a.min,
+    max: a.max,
+    sketch: a.sketch,
+    hll: p.hll,
+    ...precomputed(p),
+  };
+}
+
+function rowValues(p: PeriodInsert) {
+  return { tenantId: p.tenantId, stream: p.stream, bucket: p.bucket, ...measureValues(p) };
+}
+
+/** Set on conflict: every measure, absolute. */
+const measureSet = {
+  count: sql`excluded.count`,
+  valueCount: sql`excluded.value_count`,
+  sum: sql`excluded.sum`,
+  min: sql`excluded.min`,
+  max: sql`excluded.max`,
+  sketch: sql`excluded.sketch`,
+  hll: sql`excluded.hll`,
+  p50: sql`excluded.p50`,
+  p90: sql`excluded.p90`,
+  p95: sql`excluded.p95`,
+  p99: sql`excluded.p99`,
+  distinctUsers: sql`excluded.distinct_users`,
+  updatedAt: sql`now()`,
+};
 
 const UPSERT_CHUNK = 500;
 
 /** Sets rows to absolute values (insert, or overwrite on conflict): retries and replays are harmless. */
-export async function upsertAggregates(db: Db, table: AggregateTable, rows: AggregateInsert[]): Promise<void> {
+export async function upsertPeriods(db: Db, table: AggregateTable, rows: PeriodInsert[]): Promise<void> {
   for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
     await db
       .insert(table)
-      .values(rows.slice(i, i + UPSERT_CHUNK))
+      .values(rows.slice(i, i + UPSERT_CHUNK).map(rowValues))
+      .onConflictDoUpdate({ target: [table.tenantId, table.stream, table.bucket], set: measureSet });
+  }
+}
+
+/** One dimension value's period: the dimension ("country", or a set "country+plan") and the value. */
+export interface DimPeriodInsert extends PeriodInsert {
+  dim: string;
+  value: string;
+  /** For "__other__": frequent-items summaries of the folded values, by count and by sum. */
+  topkCount?: Uint8Array | null;
+  topkSum?: Uint8Array | null;
+}
+
+export type StoredDimAggregate = typeof metricsDimMinute.$inferSelect;
+
+/** Sets dimension rows to absolute values, like upsertPeriods. */
+export async function upsertDimPeriods(db: Db, table: DimTable, rows: DimPeriodInsert[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
+    await db
+      .insert(table)
+      .values(
+        rows.slice(i, i + UPSERT_CHUNK).map((p) => ({
+          ...rowValues(p),
+          dim: p.dim,
+          value: p.value,
+          topkCount: p.topkCount ?? null,
+          topkSum: p.topkSum ?? null,
+        })),
+      )
       .onConflictDoUpdate({
-        target: [table.tenantId, table.stream, table.bucket],
-        set: {
-          count: sql`excluded.count`,
-          valueCount: sql`excluded.value_count`,
-          sum: sql`excluded.sum`,
-          min: sql`excluded.min`,
-          max: sql`excluded.max`,
-          sketch: sql`excluded.sketch`,
-          hll: sql`excluded.hll`,
-          updatedAt: sql`now()`,
-        },
+        target: [table.tenantId, table.stream, table.dim, table.value, table.bucket],
+        set: { ...measureSet, topkCount: sql`excluded.topk_count`, topkSum: sql`excluded.topk_sum` },
       });
   }
 }
 
-export function mergeRows(rows: AggregateValues[]): AggregateValues {
-  let count = 0;
-  let valueCount = 0;
-  let sum = 0;
-  let min: number | null = null;
-  let max: number | null = null;
-  for (const r of rows) {
-    count += Number(r.count);
-    valueCount += Number(r.valueCount);
-    sum += r.sum;
-    if (r.min !== null && (min === null || r.min < min)) min = r.min;
-    if (r.max !== null && (max === null || r.max > max)) max = r.max;
+/** Rows of some dimensions of one stream in [from, to), optionally only some values. */
+export async function readDimRows(
+  db: Db,
+  table: DimTable,
+  tenantId: string,
+  stream: string,
+  dims: string[],
+  from: Date,
+  to: Date,
+  values?: string[],
+): Promise<StoredDimAggregate[]> {
+  if (from >= to || dims.length === 0) return [];
+  const where = [
+    eq(table.tenantId, tenantId),
+    eq(table.stream, stream),
+    inArray(table.dim, dims),
+    gte(table.bucket, from),
+    lt(table.bucket, to),
+  ];
+  if (values !== undefined) where.push(inArray(table.value, values));
+  return (await db
+    .select()
+    .from(table)
+    .where(and(...where))) as StoredDimAggregate[];
+}
+
+/** Merges frequent-items summaries (encoded), or null if none. */
+export function mergeTopk(parts: Array<Uint8Array | null | undefined>): Uint8Array | null {
+  let out: FrequentItems | null = null;
+  for (const p of parts) {
+    if (!p) continue;
+    const s = FrequentItems.decode(p);
+    out = out === null ? s : out.merge(s);
   }
-  return {
-    count,
-    valueCount,
-    sum,
-    min,
-    max,
-    sketch: encodeSketch(mergeSketches(rows.map((r) => decodeSketch(r.sketch)))),
-    hll: PeriodHll.union(rows.map((r) => PeriodHll.decode(r.hll))).encode(),
-  };
+  return out?.encode() ?? null;
+}
+
+/**
+ * Writes an actor's minutes: the aggregate is absolute; the HyperLogLog is unioned with the row's
+ * (the actor may hold only the registers raised since the minute was last written). The actor is the
+ * only writer of its rows, so read-then-write needs no lock.
+ */
+export async function upsertMinutesMergingUsers(
+  db: Db,
+  tenantId: string,
+  stream: string,
+  rows: MinutePeriod[],
+): Promise<void> {
+  for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
+    const chunk = rows.slice(i, i + UPSERT_CHUNK);
+    const existing = await db
+      .select({ bucket: metricsMinute.bucket, hll: metricsMinute.hll })
+      .from(metricsMinute)
+      .where(
+        and(
+          eq(metricsMinute.tenantId, tenantId),
+          eq(metricsMinute.stream, stream),
+          inArray(
+            metricsMinute.bucket,
+            chunk.map((r) => new Date(r.bucket)),
+          ),
+        ),
+      );
+    const before = new Map(existing.map((r) => [r.bucket.getTime(), r.hll]));
+    await upsertPeriods(
+      db,
+      metricsMinute,
+      chunk.map((r) => {
+        const old = before.get(r.bucket);
+        const hll = old ? PeriodHll.union([PeriodHll.decode(old), PeriodHll.decode(r.hll)]).encode() : r.hll;
+        return { tenantId, stream, bucket: new Date(r.bucket), aggregate: r.aggregate, hll };
+      }),
+    );
+  }
+}
+
+/** Alert transitions with their webhook deliveries; a repeated write updates the deliveries. */
+export async function upsertAlertEvents(
+  db: Db,
+  tenantId: string,
+  events: Array<{ event: AlertEvent; deliveries: unknown[] }>,
+): Promise<void> {
+  for (const { event: e, deliveries } of events) {
+    await db
+      .insert(alertEvents)
+      .values({
+        id: e.id,
+        tenantId,
+        stream: e.stream,
+        ruleId: e.rule_id,
+        ruleName: e.rule_name,
+        kind: e.kind,
+        at: new Date(e.at),
+        value: e.value,
+        labels: e.labels,
+        deliveries,
+      })
+      .onConflictDoUpdate({ target: alertEvents.id, set: { deliveries } });
+  }
+}
+
+export function mergePeriods(parts: Period[]): Period {
+  const acc = new Accumulator();
+  for (const p of parts) acc.add(p.aggregate);
+  return { aggregate: acc.toAggregate(), hll: PeriodHll.union(parts.map((p) => PeriodHll.decode(p.hll))).encode() };
 }
 
 export interface HistoryPoint extends Figures {
   t: string;
 }
 
-export function toPoint(bucket: Date, stepSeconds: number, a: AggregateValues): HistoryPoint {
-  const has = a.valueCount > 0 && a.min !== null && a.max !== null;
-  const b = {
-    count: a.count,
-    valueCount: a.valueCount,
-    sum: a.sum,
-    min: has ? (a.min as number) : Number.POSITIVE_INFINITY,
-    max: has ? (a.max as number) : Number.NEGATIVE_INFINITY,
-    sketch: decodeSketch(a.sketch),
+export function toPoint(bucket: Date, stepSeconds: number, p: Period): HistoryPoint {
+  return {
+    t: bucket.toISOString(),
+    ...new Accumulator().add(p.aggregate).figures(stepSeconds, PeriodHll.decode(p.hll).estimate()),
   };
-  return { t: bucket.toISOString(), ...figures(b, stepSeconds, PeriodHll.decode(a.hll).estimate()) };
 }
 
 /** One tenant's stream's rows of one table in [from, to), oldest first. */
@@ -110,25 +290,29 @@ async function watermark(db: Db, name: string): Promise<number> {
   return rows[0]?.watermark.getTime() ?? 0;
 }
 
-type Periods = Map<number, AggregateValues>;
+type Periods = Map<number, Period>;
 
 function groupInto(source: Periods, size: number, into: Periods): void {
-  const groups = new Map<number, AggregateValues[]>();
-  for (const [t, v] of source) {
+  const groups = new Map<number, Period[]>();
+  for (const [t, v] of [...source].sort((a, b) => a[0] - b[0])) {
     const k = Math.floor(t / size) * size;
     const g = groups.get(k);
     if (g) g.push(v);
     else groups.set(k, [v]);
   }
-  for (const [k, g] of groups) into.set(k, mergeRows(g));
+  for (const [k, g] of groups) into.set(k, mergePeriods(g));
 }
 
 const rowsToPeriods = (rows: StoredAggregate[], into: Periods = new Map()): Periods => {
-  for (const r of rows) into.set(r.bucket.getTime(), r);
+  for (const r of rows) into.set(r.bucket.getTime(), periodOfRow(r));
   return into;
 };
 
-/** The tenant's stream aggregated per step over [from, to): coarsest exact source for each part of the range. */
+/**
+ * The tenant's stream aggregated per step over [from, to): the coarsest exact source for each part of
+ * the range, and, at the seam, the minutes the actor holds (`live`: its open and not yet written
+ * minutes), which replace PostgreSQL's aggregate and union its distinct-user registers.
+ */
 export async function queryHistory(
   db: Db,
   tenantId: string,
@@ -136,9 +320,20 @@ export async function queryHistory(
   from: Date,
   to: Date,
   step: HistoryStepName,
+  live: MinutePeriod[] = [],
 ): Promise<HistoryPoint[]> {
-  const minutes = async (a: number, b: number) =>
-    rowsToPeriods(await readRows(db, metricsMinute, tenantId, stream, new Date(a), new Date(b)));
+  const minutes = async (a: number, b: number) => {
+    const out = rowsToPeriods(await readRows(db, metricsMinute, tenantId, stream, new Date(a), new Date(b)));
+    for (const l of live) {
+      if (l.bucket < a || l.bucket >= b) continue;
+      const old = out.get(l.bucket);
+      out.set(l.bucket, {
+        aggregate: l.aggregate,
+        hll: old ? PeriodHll.union([PeriodHll.decode(old.hll), PeriodHll.decode(l.hll)]).encode() : l.hll,
+      });
+    }
+    return out;
+  };
   const hourFinal =
     Math.floor(((await watermark(db, "hour")) - FINAL_MARGIN_MS) / HISTORY_STEP_MS["1h"]) * HISTORY_STEP_MS["1h"];
   const hours = async (a: number, b: number): Promise<Periods> => {
@@ -159,5 +354,8 @@ export async function queryHistory(
   const a = Math.floor(from.getTime() / size) * size;
   const b = Math.ceil(to.getTime() / size) * size;
   const periods = step === "1m" ? await minutes(a, b) : step === "1h" ? await hours(a, b) : await days(a, b);
-  return [...periods.entries()].sort((x, y) => x[0] - y[0]).map(([t, v]) => toPoint(new Date(t), size / 1000, v));
+  return [...periods.entries()]
+    .filter(([, p]) => p.aggregate.count > 0)
+    .sort((x, y) => x[0] - y[0])
+    .map(([t, v]) => toPoint(new Date(t), size / 1000, v));
 }

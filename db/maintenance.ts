@@ -5,14 +5,39 @@
  */
 import { and, eq, gte, lt, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
-import { mergeRows, type StoredAggregate, upsertAggregates } from "./history";
-import { type AggregateTable, metricsDay, metricsHour, metricsMinute, rollupState } from "./schema";
+import {
+  mergePeriods,
+  mergeTopk,
+  periodOfRow,
+  type StoredAggregate,
+  type StoredDimAggregate,
+  upsertDimPeriods,
+  upsertPeriods,
+} from "./history";
+import {
+  type AggregateTable,
+  type DimTable,
+  metricsDay,
+  metricsDimDay,
+  metricsDimHour,
+  metricsDimMinute,
+  metricsHour,
+  metricsMinute,
+  rollupState,
+} from "./schema";
 
 // biome-ignore lint/suspicious/noExplicitAny: any drizzle PostgreSQL driver
 export type Db = PgDatabase<PgQueryResultHKT, any>;
 
 const DAY = 86_400_000;
-export const PARTITIONED = ["metrics_minute", "metrics_hour", "metrics_day"] as const;
+export const PARTITIONED = [
+  "metrics_minute",
+  "metrics_hour",
+  "metrics_day",
+  "metrics_dim_minute",
+  "metrics_dim_hour",
+  "metrics_dim_day",
+] as const;
 
 /** Creates partitions from yesterday to a week ahead (hours: this and next month; days: this and next year). */
 export async function ensurePartitions(db: Db, now: Date): Promise<void> {
@@ -36,6 +61,9 @@ export async function applyRetention(db: Db, now: Date, r: Retention): Promise<n
     ["metrics_minute", r.minuteDays],
     ["metrics_hour", r.hourDays],
     ["metrics_day", r.dayDays],
+    ["metrics_dim_minute", r.minuteDays],
+    ["metrics_dim_hour", r.hourDays],
+    ["metrics_dim_day", r.dayDays],
   ];
   for (const [table, days] of plan) {
     const res = (await db.execute(
@@ -51,56 +79,87 @@ const WATERMARK_SAFETY_MS = 60_000;
 
 interface RollupStep {
   name: string;
-  source: AggregateTable;
-  target: AggregateTable;
   unit: "hour" | "day";
+  /** Stream rows, or dimension rows (grouped by dimension and value within each stream). */
+  kind: "stream" | "dim";
+  source: AggregateTable | DimTable;
+  target: AggregateTable | DimTable;
 }
 
 const STEPS: RollupStep[] = [
-  { name: "hour", source: metricsMinute, target: metricsHour, unit: "hour" },
-  { name: "day", source: metricsHour, target: metricsDay, unit: "day" },
+  { name: "hour", unit: "hour", kind: "stream", source: metricsMinute, target: metricsHour },
+  { name: "day", unit: "day", kind: "stream", source: metricsHour, target: metricsDay },
+  { name: "dim_hour", unit: "hour", kind: "dim", source: metricsDimMinute, target: metricsDimHour },
+  { name: "dim_day", unit: "day", kind: "dim", source: metricsDimHour, target: metricsDimDay },
 ];
+
+const byTime = (x: { bucket: Date }, y: { bucket: Date }) => x.bucket.getTime() - y.bucket.getTime();
 
 /**
  * Recomputes every hour (and then day) that has a source row updated since
  * the last run, from all of its source rows: sums added, sketches and HLLs
- * merged, never averaged. Absolute upserts, so reruns are harmless.
+ * (and the frequent-items summaries of "__other__") merged, never averaged.
+ * Absolute upserts, so reruns are harmless. Dimension rows are recomputed per
+ * touched (stream, period): one read, then chunked upserts of every value.
  */
-export async function rollup(db: Db): Promise<{ hours: number; days: number }> {
-  const out = { hours: 0, days: 0 };
+export async function rollup(db: Db): Promise<{ hours: number; days: number; dimHours: number; dimDays: number }> {
+  const out = { hours: 0, days: 0, dimHours: 0, dimDays: 0 };
   for (const step of STEPS) {
     const runStart = new Date();
     const state = await db.select().from(rollupState).where(eq(rollupState.name, step.name));
     const since = state[0]?.watermark ?? new Date(0);
+    const src = step.source;
     const touched = await db
       .selectDistinct({
-        tenantId: step.source.tenantId,
-        stream: step.source.stream,
-        period: sql<number>`floor(extract(epoch from ${step.source.bucket}) / ${step.unit === "hour" ? 3600 : 86400})::int`,
+        tenantId: src.tenantId,
+        stream: src.stream,
+        period: sql<number>`floor(extract(epoch from ${src.bucket}) / ${step.unit === "hour" ? 3600 : 86400})::int`,
       })
-      .from(step.source)
-      .where(gte(step.source.updatedAt, since));
+      .from(src)
+      .where(gte(src.updatedAt, since));
+    const size = step.unit === "hour" ? 3_600_000 : DAY;
     for (const t of touched) {
-      const size = step.unit === "hour" ? 3_600_000 : DAY;
       const start = new Date(Number(t.period) * size);
       const end = new Date(start.getTime() + size);
-      const rows = (await db
-        .select()
-        .from(step.source)
-        .where(
-          and(
-            eq(step.source.tenantId, t.tenantId),
-            eq(step.source.stream, t.stream),
-            gte(step.source.bucket, start),
-            lt(step.source.bucket, end),
-          ),
-        )) as StoredAggregate[];
-      await upsertAggregates(db, step.target, [
-        { ...mergeRows(rows), tenantId: t.tenantId, stream: t.stream, bucket: start },
-      ]);
+      const where = and(
+        eq(src.tenantId, t.tenantId),
+        eq(src.stream, t.stream),
+        gte(src.bucket, start),
+        lt(src.bucket, end),
+      );
+      if (step.kind === "stream") {
+        // Ascending time, so float sums do not depend on the order rows come back in.
+        const rows = ((await db.select().from(src).where(where)) as StoredAggregate[]).sort(byTime);
+        await upsertPeriods(db, step.target as AggregateTable, [
+          { ...mergePeriods(rows.map(periodOfRow)), tenantId: t.tenantId, stream: t.stream, bucket: start },
+        ]);
+      } else {
+        const rows = ((await db.select().from(src).where(where)) as StoredDimAggregate[]).sort(byTime);
+        const groups = new Map<string, StoredDimAggregate[]>();
+        for (const r of rows) {
+          const k = JSON.stringify([r.dim, r.value]);
+          const g = groups.get(k);
+          if (g) g.push(r);
+          else groups.set(k, [r]);
+        }
+        await upsertDimPeriods(
+          db,
+          step.target as DimTable,
+          [...groups.values()].map((g) => ({
+            ...mergePeriods(g.map(periodOfRow)),
+            tenantId: t.tenantId,
+            stream: t.stream,
+            bucket: start,
+            dim: g[0].dim,
+            value: g[0].value,
+            topkCount: mergeTopk(g.map((r) => r.topkCount)),
+            topkSum: mergeTopk(g.map((r) => r.topkSum)),
+          })),
+        );
+      }
     }
-    if (step.name === "hour") out.hours = touched.length;
-    else out.days = touched.length;
+    const key = { hour: "hours", day: "days", dim_hour: "dimHours", dim_day: "dimDays" }[step.name] as keyof typeof out;
+    out[key] = touched.length;
     const watermark = new Date(runStart.getTime() - WATERMARK_SAFETY_MS);
     await db
       .insert(rollupState)

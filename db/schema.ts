@@ -22,10 +22,12 @@ export const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
   dataType: () => "bytea",
 });
 
-const aggregate = {
-  tenantId: text("tenant_id").notNull(),
-  stream: text("stream").notNull(),
-  bucket: timestamp("bucket", { withTimezone: true, mode: "date" }).notNull(),
+/**
+ * A period's aggregate. The sketch and HyperLogLog merge exactly across any range; the precomputed
+ * p50…p99 and distinct_users let plain-SQL tools (Grafana, Metabase, psql) chart a row without
+ * decoding them (NULL on rows written before they existed).
+ */
+const measures = {
   count: bigint("count", { mode: "number" }).notNull(),
   valueCount: bigint("value_count", { mode: "number" }).notNull(),
   sum: doublePrecision("sum").notNull(),
@@ -33,7 +35,35 @@ const aggregate = {
   max: doublePrecision("max"),
   sketch: bytea("sketch").notNull(),
   hll: bytea("hll").notNull(),
+  p50: doublePrecision("p50"),
+  p90: doublePrecision("p90"),
+  p95: doublePrecision("p95"),
+  p99: doublePrecision("p99"),
+  distinctUsers: bigint("distinct_users", { mode: "number" }),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+};
+
+const aggregate = {
+  tenantId: text("tenant_id").notNull(),
+  stream: text("stream").notNull(),
+  bucket: timestamp("bucket", { withTimezone: true, mode: "date" }).notNull(),
+  ...measures,
+};
+
+/**
+ * A period's aggregate for one value of a dimension: a dim key ("country") or a declared set
+ * ("country+plan", whose value is the JSON array of its keys' values). "__other__" holds what went
+ * past the dimension's value budget, with frequent-items summaries (by count and by sum) of those values.
+ */
+const dimAggregate = {
+  tenantId: text("tenant_id").notNull(),
+  stream: text("stream").notNull(),
+  dim: text("dim").notNull(),
+  value: text("value").notNull(),
+  bucket: timestamp("bucket", { withTimezone: true, mode: "date" }).notNull(),
+  ...measures,
+  topkCount: bytea("topk_count"),
+  topkSum: bytea("topk_sum"),
 };
 
 export const metricsMinute = pgTable("metrics_minute", aggregate, (t) => [
@@ -49,6 +79,21 @@ export const metricsDay = pgTable("metrics_day", aggregate, (t) => [
   index("metrics_day_updated_at_idx").on(t.updatedAt),
 ]);
 
+/**
+ * The key leads with the time after the dimension, so one index serves the upserts (its columns are the
+ * conflict target, in any order) and every read (a time range of one dimension, optionally some values):
+ * a planner with stale statistics cannot pick a scan over all of a dimension's values instead.
+ */
+const dimTable = (name: string) =>
+  pgTable(name, dimAggregate, (t) => [
+    primaryKey({ name: `${name}_pk`, columns: [t.tenantId, t.stream, t.dim, t.bucket, t.value] }),
+    index(`${name}_updated_at_idx`).on(t.updatedAt),
+  ]);
+
+export const metricsDimMinute = dimTable("metrics_dim_minute");
+export const metricsDimHour = dimTable("metrics_dim_hour");
+export const metricsDimDay = dimTable("metrics_dim_day");
+
 /** Rollup progress: rows of the source table updated after `watermark` are rolled up on the next run. */
 export const rollupState = pgTable("rollup_state", {
   name: text("name").primaryKey(),
@@ -56,6 +101,7 @@ export const rollupState = pgTable("rollup_state", {
 });
 
 export type AggregateTable = typeof metricsMinute | typeof metricsHour | typeof metricsDay;
+export type DimTable = typeof metricsDimMinute | typeof metricsDimHour | typeof metricsDimDay;
 export type AggregateRow = typeof metricsMinute.$inferInsert;
 
 /** Every alert transition (pending, firing, resolved, cancelled), with its webhook deliveries. */

@@ -1,87 +1,167 @@
 /**
- * TenantHub: one per tenant. Keeps the tenant's stream directory with each
- * stream's latest figures (each MetricActor updates it at most once a
- * second, so many busy streams cannot swamp it) and pushes it to overview
- * sockets (hibernating). A new socket gets the whole directory, then only
- * the entries that changed, coalesced.
+ * TenantHub: one per tenant. Keeps each stream's latest record (overview
+ * entry, every window, counters, alerts firing), sent by the stream's actor
+ * at most once a second while anything changes (window decay included), and
+ *   - pushes the overview to sockets (hibernating): the whole directory on
+ *     connect, then the entries that changed, coalesced over BROADCAST_MS;
+ *   - serves GET /v1/streams from the records, without waking any actor;
+ *   - keeps the tenant's firing set: each record replaces its stream's part
+ *     of it, so a lost message cannot leave a banner up.
+ *
+ * Writes are batched: records are persisted together every PERSIST_MS (an
+ * evicted hub loses at most those seconds, which the actors resend).
+ * Bounds: one record per stream (≤ MAX_STREAMS_PER_TENANT), one firing entry per rule.
  */
 import { DurableObject } from "cloudflare:workers";
-import { type AlertEvent, type DirectoryEntry, HEARTBEAT, type ServerMessage } from "../core/live";
+import { CodedError } from "../core/errors";
+import {
+  type AlertEvent,
+  type DirectoryEntry,
+  HEARTBEAT,
+  QUERY_PUSH_MS,
+  type ServerMessage,
+  type StreamRecord,
+} from "../core/live";
+import { parseQuery } from "../core/query";
+import type { Aggregates, WindowName } from "../core/window";
+import { executeQuery } from "../workers/query/execute";
+import { type Wakeable, WakePlanner } from "./planner";
 import { acceptSocket, answerClientMessage, closeSocket, send } from "./sockets";
 
 const BROADCAST_MS = 250;
 const PERSIST_MS = 3000;
 const TAG = "overview";
+/** Sockets of live queries (GET /v1/query/live): each holds its query in its attachment. */
+const QUERY_TAG = "query";
+/** Live queries per tenant hub at once (each is re-run every second). */
+const MAX_LIVE_QUERIES = 50;
+
+interface LiveQuery {
+  tenant: string;
+  body: unknown;
+  /** The last answer sent (its JSON without the time), so an unchanged answer is not sent again. */
+  last: string | null;
+}
+
+/** A stream as GET /v1/streams lists it. */
+export type StreamListing =
+  | ({ name: string } & Aggregates & { counters: StreamRecord["counters"]; last_event_at: string | null })
+  | { name: string; available: false };
 
 export class TenantHub extends DurableObject<Env> {
   readonly #sql: SqlStorage;
-  #entries = new Map<string, DirectoryEntry>();
+  #records = new Map<string, StreamRecord | { entry: DirectoryEntry; windows: null }>();
+  #firing = new Map<string, AlertEvent>();
   #changed = new Set<string>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
-  /** Entries changed since they were last written to storage (written together by the alarm). */
   #unsaved = new Set<string>();
+  #firingChanged = false;
+  #broadcastAt: number | null = null;
+  #persistAt: number | null = null;
+  #queriesRunAt = 0;
+  readonly #planner: WakePlanner;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT.request, HEARTBEAT.response));
+    this.#planner = new WakePlanner(ctx.storage);
+    const broadcast: Wakeable = {
+      name: "broadcast",
+      nextWake: () => this.#broadcastAt,
+      wake: () => this.#broadcast(),
+    };
+    const persist: Wakeable = { name: "persist", nextWake: () => this.#persistAt, wake: () => this.#persist() };
+    const queries: Wakeable = {
+      name: "queries",
+      nextWake: () => (this.ctx.getWebSockets(QUERY_TAG).length ? this.#queriesRunAt + QUERY_PUSH_MS : null),
+      wake: () => this.#runQueries(),
+    };
+    this.#planner.add(broadcast);
+    this.#planner.add(persist);
+    this.#planner.add(queries);
     ctx.blockConcurrencyWhile(async () => {
       this.#sql.exec("CREATE TABLE IF NOT EXISTS directory (name TEXT PRIMARY KEY, entry TEXT NOT NULL)");
       this.#sql.exec("CREATE TABLE IF NOT EXISTS firing (rule_id TEXT PRIMARY KEY, event TEXT NOT NULL)");
       for (const row of this.#sql.exec<{ name: string; entry: string }>("SELECT name, entry FROM directory")) {
-        this.#entries.set(row.name, JSON.parse(row.entry) as DirectoryEntry);
+        const v = JSON.parse(row.entry) as StreamRecord | DirectoryEntry;
+        // Entries written by earlier releases hold the overview only; the stream's next update replaces them.
+        this.#records.set(row.name, "entry" in v ? v : { entry: v, windows: null });
       }
+      for (const row of this.#sql.exec<{ rule_id: string; event: string }>("SELECT rule_id, event FROM firing")) {
+        this.#firing.set(row.rule_id, JSON.parse(row.event) as AlertEvent);
+      }
+      this.#planner.init(await ctx.storage.getAlarm());
     });
   }
 
-  /** Called by a stream's actor with its latest figures. */
-  update(entry: DirectoryEntry): void {
-    const prev = this.#entries.get(entry.name);
-    if (prev && prev.at > entry.at) return; // an older update overtaken by a newer one
-    this.#entries.set(entry.name, entry);
-    // Thousands of streams update the hub every second: persist them in one write every few seconds,
-    // not one commit per update. Losing a few seconds of the overview on eviction is harmless: actors resend.
-    if (this.#unsaved.size === 0) void this.ctx.storage.setAlarm(Date.now() + PERSIST_MS);
-    this.#unsaved.add(entry.name);
-    this.#changed.add(entry.name);
-    if (this.#timer === null && this.ctx.getWebSockets(TAG).length > 0) {
-      this.#timer = setTimeout(() => this.#broadcast(), BROADCAST_MS);
+  /** A stream's actor reports its latest record. */
+  async update(record: StreamRecord): Promise<void> {
+    const name = record.entry.name;
+    const prev = this.#records.get(name);
+    if (prev && prev.entry.at > record.entry.at) return; // an older update overtaken by a newer one
+    this.#records.set(name, record);
+    this.#reconcileFiring(name, record.firing);
+    const now = Date.now();
+    this.#unsaved.add(name);
+    this.#persistAt ??= now + PERSIST_MS;
+    if (this.ctx.getWebSockets(TAG).length > 0) {
+      this.#changed.add(name);
+      this.#broadcastAt ??= now + BROADCAST_MS;
+    }
+    await this.#planner.arm();
+  }
+
+  /** The stream's part of the firing set becomes exactly what its actor says is firing. */
+  #reconcileFiring(stream: string, firing: AlertEvent[]): void {
+    const keep = new Set(firing.map((e) => e.rule_id));
+    for (const [id, e] of this.#firing) {
+      if (e.stream === stream && !keep.has(id)) {
+        this.#firing.delete(id);
+        this.#sql.exec("DELETE FROM firing WHERE rule_id = ?", id);
+        this.#firingChanged = true;
+      }
+    }
+    for (const e of firing) {
+      const had = this.#firing.get(e.rule_id);
+      if (had && had.id === e.id) continue;
+      this.#firing.set(e.rule_id, e);
+      this.#sql.exec("INSERT OR REPLACE INTO firing (rule_id, event) VALUES (?, ?)", e.rule_id, JSON.stringify(e));
+      this.#firingChanged = true;
+    }
+    if (this.#firingChanged) {
+      this.#firingChanged = false;
+      const text = JSON.stringify(this.#alertsMessage());
+      for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
     }
   }
 
-  override async alarm(): Promise<void> {
+  #persist(): void {
+    this.#persistAt = null;
     const names = [...this.#unsaved];
     this.#unsaved.clear();
     this.ctx.storage.transactionSync(() => {
       for (const n of names) {
-        const e = this.#entries.get(n);
-        if (e) this.#sql.exec("INSERT OR REPLACE INTO directory (name, entry) VALUES (?, ?)", n, JSON.stringify(e));
+        const r = this.#records.get(n);
+        if (r) this.#sql.exec("INSERT OR REPLACE INTO directory (name, entry) VALUES (?, ?)", n, JSON.stringify(r));
       }
     });
   }
 
-  /** An alert fired or resolved in one of the tenant's streams: keep the firing set and push it. */
-  alertEvent(event: AlertEvent): void {
-    if (event.kind === "firing") {
-      this.#sql.exec(
-        "INSERT OR REPLACE INTO firing (rule_id, event) VALUES (?, ?)",
-        event.rule_id,
-        JSON.stringify(event),
-      );
-    } else if (event.kind === "resolved") {
-      this.#sql.exec("DELETE FROM firing WHERE rule_id = ?", event.rule_id);
-    } else {
-      return;
-    }
-    const text = JSON.stringify(this.#alertsMessage());
+  #broadcast(): void {
+    this.#broadcastAt = null;
+    const streams = [...this.#changed].flatMap((n) => this.#records.get(n)?.entry ?? []);
+    this.#changed.clear();
+    if (streams.length === 0) return;
+    const text = JSON.stringify({ type: "streams", at: Date.now(), streams } satisfies ServerMessage);
     for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
   }
 
+  override async alarm(): Promise<void> {
+    await this.#planner.fire();
+  }
+
   firingAlerts(): AlertEvent[] {
-    return this.#sql
-      .exec<{ event: string }>("SELECT event FROM firing ORDER BY rule_id")
-      .toArray()
-      .map((r) => JSON.parse(r.event) as AlertEvent);
+    return [...this.#firing.values()].sort((a, b) => a.rule_id.localeCompare(b.rule_id));
   }
 
   #alertsMessage(): ServerMessage {
@@ -89,14 +169,91 @@ export class TenantHub extends DurableObject<Env> {
   }
 
   directory(): DirectoryEntry[] {
-    return [...this.#entries.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.#records.values()].map((r) => r.entry).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** A page of the tenant's streams in name order after `cursor`, with one window's figures each. */
+  streams(window: WindowName, limit: number, cursor = ""): { streams: StreamListing[]; next_cursor: string | null } {
+    const names = [...this.#records.keys()].filter((n) => n > cursor).sort();
+    const page = names.slice(0, limit);
+    const streams = page.map((name): StreamListing => {
+      const r = this.#records.get(name) as StreamRecord | { windows: null };
+      if (r.windows === null) return { name, available: false };
+      const rec = r as StreamRecord;
+      return {
+        name,
+        ...rec.windows[window],
+        counters: rec.counters,
+        last_event_at: rec.last_event_at === null ? null : new Date(rec.last_event_at).toISOString(),
+      };
+    });
+    return { streams, next_cursor: names.length > limit ? page[page.length - 1] : null };
   }
 
   override async fetch(request: Request): Promise<Response> {
+    const query = request.headers.get("x-edgepulse-query");
+    if (query !== null) {
+      if (this.ctx.getWebSockets(QUERY_TAG).length >= MAX_LIVE_QUERIES) {
+        return Response.json(
+          { error: { code: "rate_limited", message: `At most ${MAX_LIVE_QUERIES} live queries per tenant at once.` } },
+          { status: 429 },
+        );
+      }
+      const live: LiveQuery = {
+        tenant: request.headers.get("x-edgepulse-tenant") ?? "",
+        body: JSON.parse(query) as unknown,
+        last: null,
+      };
+      const res = acceptSocket(this.ctx, request, QUERY_TAG, () => [], live);
+      // The first answer at once, then at most once a second while it changes.
+      this.#queriesRunAt = 0;
+      await this.#planner.arm();
+      return res;
+    }
     return acceptSocket(this.ctx, request, TAG, () => [
       { type: "directory", at: Date.now(), streams: this.directory() },
       this.#alertsMessage(),
     ]);
+  }
+
+  /** Re-runs each distinct live query once and sends its answer to the sockets whose last answer differs. */
+  async #runQueries(): Promise<void> {
+    this.#queriesRunAt = Date.now();
+    const byQuery = new Map<string, Array<{ ws: WebSocket; q: LiveQuery }>>();
+    for (const ws of this.ctx.getWebSockets(QUERY_TAG)) {
+      const q = ws.deserializeAttachment() as LiveQuery | null;
+      if (!q) continue;
+      const key = JSON.stringify([q.tenant, q.body]);
+      const list = byQuery.get(key) ?? [];
+      list.push({ ws, q });
+      byQuery.set(key, list);
+    }
+    for (const list of byQuery.values()) {
+      const { tenant, body } = list[0].q;
+      let text: string;
+      let key: string;
+      try {
+        const now = Date.now();
+        const result = await executeQuery(this.env, tenant, parseQuery(body, now));
+        const { span: _span, ...stable } = result.meta;
+        key = JSON.stringify([result.columns, result.rows, stable]);
+        text = JSON.stringify({ type: "result", at: now, ...result } satisfies ServerMessage);
+      } catch (err) {
+        const code = err instanceof CodedError ? err.code : "internal_error";
+        const message = err instanceof CodedError ? err.message : "The query could not be run; it is retried.";
+        text = JSON.stringify({ type: "error", code, message } satisfies ServerMessage);
+        key = text;
+      }
+      for (const { ws, q } of list) {
+        if (q.last === key) continue;
+        send(ws, text);
+        try {
+          ws.serializeAttachment({ ...q, last: key });
+        } catch {
+          // the socket is closing
+        }
+      }
+    }
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
@@ -105,14 +262,5 @@ export class TenantHub extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     closeSocket(ws, code);
-  }
-
-  #broadcast(): void {
-    this.#timer = null;
-    const streams = [...this.#changed].flatMap((n) => this.#entries.get(n) ?? []);
-    this.#changed.clear();
-    if (streams.length === 0) return;
-    const text = JSON.stringify({ type: "streams", at: Date.now(), streams } satisfies ServerMessage);
-    for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
   }
 }

@@ -1,37 +1,37 @@
 /**
- * TenantRegistry: the control plane. Tenants, their API keys (hashes only)
- * and their stream directory live in this actor's SQLite storage, so the
- * platform needs no external database to authenticate. Addressed by the
- * name "global"; the Worker caches key lookups so this actor is not on the
- * hot path of every request.
+ * TenantRegistry: one per tenant (addressed by the tenant id). The tenant's
+ * control plane: its API keys (SHA-256 hashes only, scope, revocation), rate
+ * limits, stream admission under the stream cap, the webhook signing secret,
+ * and which stream each alert rule lives on (the rules themselves live in
+ * their stream's actor). The global KeyDirectory only maps key hashes here,
+ * so no single object sits on every tenant's path.
+ *
+ * Bounds: keys and rules are created by admins (a row each); streams are
+ * capped by MAX_STREAMS_PER_TENANT.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { AlertRule } from "../core/alerts";
-import { hashKey, keyPrefix, newId, newKey, randomToken, type Scope } from "../core/keys";
+import { within } from "../core/async";
+import { randomToken, type Scope } from "../core/keys";
 import type { KeyGrant, KeyInfo, Tenant, TenantLimits } from "../core/protocol";
+import { grantKey, redisFor } from "../workers/lib/redis";
 
 const SCHEMA = [
-  "CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)",
-  `CREATE TABLE IF NOT EXISTS keys (
-     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), hash TEXT NOT NULL UNIQUE,
-     prefix TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL,
-     created_at INTEGER NOT NULL, revoked_at INTEGER)`,
-  "CREATE INDEX IF NOT EXISTS keys_tenant ON keys (tenant_id)",
-  `CREATE TABLE IF NOT EXISTS streams (
-     tenant_id TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
-     PRIMARY KEY (tenant_id, name)) WITHOUT ROWID`,
-  `CREATE TABLE IF NOT EXISTS tenant_limits (
-     tenant_id TEXT PRIMARY KEY, ingest_per_sec INTEGER, read_per_sec INTEGER)`,
-  "CREATE TABLE IF NOT EXISTS tenant_counters (tenant_id TEXT PRIMARY KEY, streams_refused INTEGER NOT NULL DEFAULT 0)",
-  "CREATE TABLE IF NOT EXISTS webhook_secrets (tenant_id TEXT PRIMARY KEY, secret TEXT NOT NULL)",
-  `CREATE TABLE IF NOT EXISTS alert_rules (
-     tenant_id TEXT NOT NULL, id TEXT NOT NULL, rule TEXT NOT NULL,
-     PRIMARY KEY (tenant_id, id)) WITHOUT ROWID`,
+  "CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+  `CREATE TABLE IF NOT EXISTS api_keys (
+     id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, scope TEXT NOT NULL,
+     name TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER)`,
+  "CREATE TABLE IF NOT EXISTS stream_names (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID",
+  "CREATE TABLE IF NOT EXISTS rule_index (id TEXT PRIMARY KEY, stream TEXT NOT NULL) WITHOUT ROWID",
+  // Cached grants to drop from Redis (after a revocation or a limits change), retried until Redis confirms.
+  "CREATE TABLE IF NOT EXISTS invalidations (hash TEXT PRIMARY KEY, attempts INTEGER NOT NULL, due INTEGER NOT NULL) WITHOUT ROWID",
 ];
+
+const INVALIDATE_TIMEOUT_MS = 2000;
+const INVALIDATE_MAX_BACKOFF_MS = 60_000;
 
 interface KeyRow {
   id: string;
-  tenant_id: string;
+  hash: string;
   prefix: string;
   scope: Scope;
   name: string;
@@ -40,16 +40,18 @@ interface KeyRow {
   [k: string]: SqlStorageValue;
 }
 
+/** What the single registry of earlier releases held, for the one-time import (see KeyDirectory). */
+export interface LegacyExport {
+  tenants: Array<{ id: string; name: string; created_at: number }>;
+  keys: Array<KeyRow & { tenant_id: string }>;
+  streams: Array<{ tenant_id: string; name: string; created_at: number }>;
+  limits: Array<{ tenant_id: string; ingest_per_sec: number | null; read_per_sec: number | null }>;
+  counters: Array<{ tenant_id: string; streams_refused: number }>;
+  secrets: Array<{ tenant_id: string; secret: string }>;
+  rules: Array<{ tenant_id: string; id: string; rule: string }>;
+}
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-const keyInfo = (r: KeyRow): KeyInfo => ({
-  id: r.id,
-  tenant_id: r.tenant_id,
-  scope: r.scope,
-  name: r.name,
-  prefix: r.prefix,
-  created_at: iso(r.created_at) as string,
-  revoked_at: iso(r.revoked_at),
-});
 
 export class TenantRegistry extends DurableObject<Env> {
   readonly #sql: SqlStorage;
@@ -62,249 +64,287 @@ export class TenantRegistry extends DurableObject<Env> {
     });
   }
 
-  /** Creates a tenant with one key of each scope; the keys are returned once, never again. */
-  async createTenant(name: string): Promise<{ tenant: Tenant; keys: Array<KeyInfo & { key: string }> }> {
-    const id = newId("t");
-    const now = Date.now();
-    this.#sql.exec("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)", id, name, now);
-    const keys = [];
-    for (const scope of ["admin", "ingest", "read"] as const) {
-      keys.push((await this.createKey(id, scope, `default ${scope}`)) as KeyInfo & { key: string });
-    }
-    return { tenant: { id, name, created_at: iso(now) as string }, keys };
+  #get(k: string): string | null {
+    return this.#sql.exec<{ v: string }>("SELECT v FROM info WHERE k = ?", k).toArray()[0]?.v ?? null;
   }
 
-  getTenant(id: string): Tenant | null {
-    const row = this.#sql
-      .exec<{ id: string; name: string; created_at: number }>(
-        "SELECT id, name, created_at FROM tenants WHERE id = ?",
-        id,
-      )
-      .toArray()[0];
-    return row ? { id: row.id, name: row.name, created_at: iso(row.created_at) as string } : null;
+  #set(k: string, v: string): void {
+    this.#sql.exec("INSERT OR REPLACE INTO info (k, v) VALUES (?, ?)", k, v);
   }
 
-  listTenants(): Tenant[] {
-    return this.#sql
-      .exec<{ id: string; name: string; created_at: number }>(
-        "SELECT id, name, created_at FROM tenants ORDER BY created_at",
-      )
-      .toArray()
-      .map((r) => ({ id: r.id, name: r.name, created_at: iso(r.created_at) as string }));
+  #tenantId(): string {
+    return this.#get("id") ?? "";
   }
 
-  /** Creates a key; null when the tenant does not exist. */
-  async createKey(tenantId: string, scope: Scope, name: string): Promise<(KeyInfo & { key: string }) | null> {
-    if (this.getTenant(tenantId) === null) return null;
-    const key = newKey(scope);
-    const hash = await hashKey(key);
-    const id = newId("key");
-    const now = Date.now();
-    this.#sql.exec(
-      "INSERT INTO keys (id, tenant_id, hash, prefix, scope, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      id,
-      tenantId,
-      hash,
-      keyPrefix(key),
-      scope,
-      name,
-      now,
-    );
+  /** Sets up a new tenant's registry. */
+  init(id: string, name: string, createdAt: number): Tenant {
+    this.#set("id", id);
+    this.#set("name", name);
+    this.#set("created_at", String(createdAt));
+    return { id, name, created_at: iso(createdAt) as string };
+  }
+
+  info(): Tenant | null {
+    const id = this.#get("id");
+    if (id === null) return null;
+    return { id, name: this.#get("name") ?? "", created_at: iso(Number(this.#get("created_at"))) as string };
+  }
+
+  #keyInfo(r: KeyRow): KeyInfo {
     return {
-      id,
-      tenant_id: tenantId,
-      scope,
-      name,
-      prefix: keyPrefix(key),
-      created_at: iso(now) as string,
-      revoked_at: null,
-      key,
+      id: r.id,
+      tenant_id: this.#tenantId(),
+      scope: r.scope,
+      name: r.name,
+      prefix: r.prefix,
+      created_at: iso(r.created_at) as string,
+      revoked_at: iso(r.revoked_at),
     };
   }
 
-  listKeys(tenantId: string): KeyInfo[] {
-    return this.#sql
-      .exec<KeyRow>(
-        "SELECT id, tenant_id, prefix, scope, name, created_at, revoked_at FROM keys WHERE tenant_id = ? ORDER BY created_at",
-        tenantId,
-      )
-      .toArray()
-      .map(keyInfo);
-  }
-
-  /** Revokes a key of this tenant; null when the tenant has no such key. Idempotent. */
-  revokeKey(tenantId: string, keyId: string): KeyInfo | null {
+  /** Stores a key (hash and a short prefix only; the Worker shows the key once). Null when the tenant does not exist. */
+  createKey(k: {
+    id: string;
+    hash: string;
+    prefix: string;
+    scope: Scope;
+    name: string;
+    createdAt: number;
+  }): KeyInfo | null {
+    if (this.#get("id") === null) return null;
     this.#sql.exec(
-      "UPDATE keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? AND tenant_id = ?",
-      Date.now(),
-      keyId,
-      tenantId,
+      "INSERT INTO api_keys (id, hash, prefix, scope, name, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      k.id,
+      k.hash,
+      k.prefix,
+      k.scope,
+      k.name,
+      k.createdAt,
     );
-    const row = this.#sql
-      .exec<KeyRow>(
-        "SELECT id, tenant_id, prefix, scope, name, created_at, revoked_at FROM keys WHERE id = ? AND tenant_id = ?",
-        keyId,
-        tenantId,
-      )
-      .toArray()[0];
-    return row ? keyInfo(row) : null;
+    return this.#keyInfo({ ...k, created_at: k.createdAt, revoked_at: null });
   }
 
-  /** Looks a key up by its hash. */
+  listKeys(): KeyInfo[] {
+    return this.#sql
+      .exec<KeyRow>("SELECT * FROM api_keys ORDER BY created_at, id")
+      .toArray()
+      .map((r) => this.#keyInfo(r));
+  }
+
+  /**
+   * Revokes a key (idempotent); returns it and its hash, or null when there is no such key. The cached
+   * grant in Redis is dropped by this registry's alarm, retried until Redis confirms.
+   */
+  async revokeKey(keyId: string): Promise<{ info: KeyInfo; hash: string } | null> {
+    this.#sql.exec("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", Date.now(), keyId);
+    const row = this.#sql.exec<KeyRow>("SELECT * FROM api_keys WHERE id = ?", keyId).toArray()[0];
+    if (!row) return null;
+    await this.#invalidate([row.hash]);
+    return { info: this.#keyInfo(row), hash: row.hash };
+  }
+
+  async #invalidate(hashes: string[]): Promise<void> {
+    if (redisFor(this.env) === null || hashes.length === 0) return;
+    const now = Date.now();
+    for (const h of hashes) {
+      this.#sql.exec("INSERT OR REPLACE INTO invalidations (hash, attempts, due) VALUES (?, 0, ?)", h, now);
+    }
+    await this.#arm();
+  }
+
+  async #arm(): Promise<void> {
+    const due = this.#sql.exec<{ t: number | null }>("SELECT min(due) AS t FROM invalidations").one().t;
+    if (due === null) return;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > due) await this.ctx.storage.setAlarm(due);
+  }
+
+  /** Drops the pending cached grants from Redis; what fails is retried with backoff. */
+  override async alarm(): Promise<void> {
+    const redis = redisFor(this.env);
+    const now = Date.now();
+    const rows = this.#sql
+      .exec<{ hash: string; attempts: number }>("SELECT hash, attempts FROM invalidations WHERE due <= ?", now)
+      .toArray();
+    if (redis === null) {
+      this.#sql.exec("DELETE FROM invalidations");
+      return;
+    }
+    const ok =
+      rows.length === 0 ||
+      (await within(
+        redis.del(...rows.map((r) => grantKey(r.hash))).then(() => true),
+        INVALIDATE_TIMEOUT_MS,
+        false,
+      ));
+    for (const r of rows) {
+      if (ok) this.#sql.exec("DELETE FROM invalidations WHERE hash = ?", r.hash);
+      else {
+        const backoff = Math.min(1000 * 2 ** r.attempts, INVALIDATE_MAX_BACKOFF_MS);
+        this.#sql.exec(
+          "UPDATE invalidations SET attempts = attempts + 1, due = ? WHERE hash = ?",
+          now + backoff,
+          r.hash,
+        );
+      }
+    }
+    await this.#arm();
+  }
+
+  /** Cached grants still to be dropped from Redis (for status and tests). */
+  pendingInvalidations(): number {
+    return this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM invalidations").one().n;
+  }
+
+  /** What a key hash grants in this tenant, or null when it is not one of its keys. */
   verifyKey(hash: string): KeyGrant | null {
     const row = this.#sql
-      .exec<{ id: string; tenant_id: string; scope: Scope; revoked_at: number | null }>(
-        "SELECT id, tenant_id, scope, revoked_at FROM keys WHERE hash = ?",
+      .exec<{ id: string; scope: Scope; revoked_at: number | null }>(
+        "SELECT id, scope, revoked_at FROM api_keys WHERE hash = ?",
         hash,
       )
       .toArray()[0];
-    return row
-      ? {
-          keyId: row.id,
-          tenantId: row.tenant_id,
-          scope: row.scope,
-          revoked: row.revoked_at !== null,
-          limits: this.getLimits(row.tenant_id),
-        }
-      : null;
+    if (!row) return null;
+    return {
+      keyId: row.id,
+      tenantId: this.#tenantId(),
+      scope: row.scope,
+      revoked: row.revoked_at !== null,
+      limits: this.getLimits(),
+    };
   }
 
-  getLimits(tenantId: string): TenantLimits | null {
-    const r = this.#sql
-      .exec<{ ingest_per_sec: number | null; read_per_sec: number | null }>(
-        "SELECT ingest_per_sec, read_per_sec FROM tenant_limits WHERE tenant_id = ?",
-        tenantId,
-      )
-      .toArray()[0];
-    return r ? { ingest_per_sec: r.ingest_per_sec, read_per_sec: r.read_per_sec } : null;
-  }
-
-  /** Sets a tenant's rate limits (null = the configured default); null when the tenant does not exist. */
-  setLimits(tenantId: string, limits: TenantLimits): TenantLimits | null {
-    if (this.getTenant(tenantId) === null) return null;
-    this.#sql.exec(
-      "INSERT OR REPLACE INTO tenant_limits (tenant_id, ingest_per_sec, read_per_sec) VALUES (?, ?, ?)",
-      tenantId,
-      limits.ingest_per_sec,
-      limits.read_per_sec,
-    );
-    return limits;
-  }
-
-  /** Hashes of all of a tenant's keys, for invalidating cached grants after a limits change. */
-  keyHashes(tenantId: string): string[] {
+  /** Hashes of all the tenant's keys, for invalidating cached grants after a limits change. */
+  keyHashes(): string[] {
     return this.#sql
-      .exec<{ hash: string }>("SELECT hash FROM keys WHERE tenant_id = ?", tenantId)
+      .exec<{ hash: string }>("SELECT hash FROM api_keys")
       .toArray()
       .map((r) => r.hash);
   }
 
-  /** Hashes of a tenant key, for invalidating caches after a revocation. */
-  keyHash(tenantId: string, keyId: string): string | null {
-    return (
-      this.#sql
-        .exec<{ hash: string }>("SELECT hash FROM keys WHERE id = ? AND tenant_id = ?", keyId, tenantId)
-        .toArray()[0]?.hash ?? null
-    );
+  getLimits(): TenantLimits | null {
+    const v = this.#get("limits");
+    return v === null ? null : (JSON.parse(v) as TenantLimits);
   }
 
-  /**
-   * Admits stream names for a tenant: those it already has, and new ones while
-   * it stays within `cap` distinct streams. Refused names are counted.
-   */
-  admitStreams(tenantId: string, names: string[], cap: number): { admitted: string[]; refused: string[] } {
+  /** Sets the tenant's rate limits (null = the configured default); null when the tenant does not exist. Cached grants carry the limits: they are dropped. */
+  async setLimits(limits: TenantLimits): Promise<TenantLimits | null> {
+    if (this.#get("id") === null) return null;
+    this.#set("limits", JSON.stringify(limits));
+    await this.#invalidate(this.keyHashes());
+    return limits;
+  }
+
+  /** Admits stream names: those the tenant already has, and new ones while it stays within `cap`. Refused names are counted. */
+  admitStreams(names: string[], cap: number): { admitted: string[]; refused: string[] } {
     const admitted: string[] = [];
     const refused: string[] = [];
-    let count = this.#sql
-      .exec<{ n: number }>("SELECT count(*) AS n FROM streams WHERE tenant_id = ?", tenantId)
-      .one().n;
+    let count = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM stream_names").one().n;
+    const now = Date.now();
     for (const name of names) {
-      const known =
-        this.#sql.exec("SELECT 1 FROM streams WHERE tenant_id = ? AND name = ?", tenantId, name).toArray().length > 0;
-      if (known) admitted.push(name);
+      if (this.#sql.exec("SELECT 1 FROM stream_names WHERE name = ?", name).toArray().length > 0) admitted.push(name);
       else if (count < cap) {
-        this.registerStream(tenantId, name);
+        this.#sql.exec("INSERT INTO stream_names (name, created_at) VALUES (?, ?)", name, now);
         count++;
         admitted.push(name);
       } else refused.push(name);
     }
-    if (refused.length > 0) {
-      this.#sql.exec(
-        "INSERT INTO tenant_counters (tenant_id, streams_refused) VALUES (?, ?) ON CONFLICT (tenant_id) DO UPDATE SET streams_refused = streams_refused + excluded.streams_refused",
-        tenantId,
-        refused.length,
-      );
-    }
+    if (refused.length > 0)
+      this.#set("streams_refused", String(Number(this.#get("streams_refused") ?? 0) + refused.length));
     return { admitted, refused };
   }
 
-  tenantUsage(tenantId: string): { streams: number; streams_refused: number } {
+  usage(): { streams: number; streams_refused: number } {
     return {
-      streams: this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM streams WHERE tenant_id = ?", tenantId).one().n,
-      streams_refused:
-        this.#sql
-          .exec<{ n: number }>("SELECT streams_refused AS n FROM tenant_counters WHERE tenant_id = ?", tenantId)
-          .toArray()[0]?.n ?? 0,
+      streams: this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM stream_names").one().n,
+      streams_refused: Number(this.#get("streams_refused") ?? 0),
     };
   }
 
   /** The tenant's webhook signing secret, created on first use. Stored as-is: HMAC needs the secret itself. */
-  webhookSecret(tenantId: string): string {
-    const row = this.#sql
-      .exec<{ secret: string }>("SELECT secret FROM webhook_secrets WHERE tenant_id = ?", tenantId)
-      .toArray()[0];
-    if (row) return row.secret;
+  webhookSecret(): string {
+    const existing = this.#get("webhook_secret");
+    if (existing) return existing;
     const secret = `whsec_${randomToken(32)}`;
-    this.#sql.exec("INSERT INTO webhook_secrets (tenant_id, secret) VALUES (?, ?)", tenantId, secret);
+    this.#set("webhook_secret", secret);
     return secret;
   }
 
-  putRule(tenantId: string, rule: AlertRule): void {
-    this.#sql.exec(
-      "INSERT OR REPLACE INTO alert_rules (tenant_id, id, rule) VALUES (?, ?, ?)",
-      tenantId,
-      rule.id,
-      JSON.stringify(rule),
+  /** Records which stream a rule lives on. */
+  putRuleIndex(id: string, stream: string): void {
+    this.#sql.exec("INSERT OR REPLACE INTO rule_index (id, stream) VALUES (?, ?)", id, stream);
+  }
+
+  ruleStream(id: string): string | null {
+    return (
+      this.#sql.exec<{ stream: string }>("SELECT stream FROM rule_index WHERE id = ?", id).toArray()[0]?.stream ?? null
     );
   }
 
-  getRule(tenantId: string, id: string): AlertRule | null {
-    const row = this.#sql
-      .exec<{ rule: string }>("SELECT rule FROM alert_rules WHERE tenant_id = ? AND id = ?", tenantId, id)
-      .toArray()[0];
-    return row ? (JSON.parse(row.rule) as AlertRule) : null;
-  }
-
-  listRules(tenantId: string): AlertRule[] {
+  listRuleIndex(): Array<{ id: string; stream: string }> {
     return this.#sql
-      .exec<{ rule: string }>("SELECT rule FROM alert_rules WHERE tenant_id = ? ORDER BY id", tenantId)
+      .exec<{ id: string; stream: string }>("SELECT id, stream FROM rule_index ORDER BY id")
       .toArray()
-      .map((r) => JSON.parse(r.rule) as AlertRule);
+      .map((r) => ({ ...r }));
   }
 
-  deleteRule(tenantId: string, id: string): boolean {
-    return this.#sql.exec("DELETE FROM alert_rules WHERE tenant_id = ? AND id = ?", tenantId, id).rowsWritten > 0;
+  deleteRuleIndex(id: string): boolean {
+    return this.#sql.exec("DELETE FROM rule_index WHERE id = ?", id).rowsWritten > 0;
   }
 
-  registerStream(tenantId: string, stream: string): void {
-    this.#sql.exec(
-      "INSERT OR IGNORE INTO streams (tenant_id, name, created_at) VALUES (?, ?, ?)",
-      tenantId,
-      stream,
-      Date.now(),
-    );
+  /** The single registry of earlier releases: everything it held, or null if this object never was one. */
+  exportLegacy(): LegacyExport | null {
+    const has = (t: string) =>
+      this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", t).toArray().length > 0;
+    if (!has("tenants") || !has("keys")) return null;
+    const all = <T>(q: string) => this.#sql.exec(q).toArray() as unknown as T[];
+    return {
+      tenants: all("SELECT id, name, created_at FROM tenants"),
+      keys: all("SELECT id, tenant_id, hash, prefix, scope, name, created_at, revoked_at FROM keys"),
+      streams: has("streams") ? all("SELECT tenant_id, name, created_at FROM streams") : [],
+      limits: has("tenant_limits") ? all("SELECT tenant_id, ingest_per_sec, read_per_sec FROM tenant_limits") : [],
+      counters: has("tenant_counters") ? all("SELECT tenant_id, streams_refused FROM tenant_counters") : [],
+      secrets: has("webhook_secrets") ? all("SELECT tenant_id, secret FROM webhook_secrets") : [],
+      rules: has("alert_rules") ? all("SELECT tenant_id, id, rule FROM alert_rules") : [],
+    };
   }
 
-  /** A page of the tenant's stream names, in name order, after `cursor`. */
-  listStreams(tenantId: string, limit: number, cursor = ""): string[] {
-    return this.#sql
-      .exec<{ name: string }>(
-        "SELECT name FROM streams WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT ?",
-        tenantId,
-        cursor,
-        limit,
-      )
-      .toArray()
-      .map((r) => r.name);
+  /** Takes this tenant's part of a legacy export (idempotent). */
+  importLegacy(legacy: LegacyExport, tenantId: string): void {
+    const t = legacy.tenants.find((x) => x.id === tenantId);
+    if (!t) return;
+    this.ctx.storage.transactionSync(() => {
+      if (this.#get("id") === null) this.init(t.id, t.name, t.created_at);
+      for (const k of legacy.keys.filter((x) => x.tenant_id === tenantId)) {
+        this.#sql.exec(
+          "INSERT OR IGNORE INTO api_keys (id, hash, prefix, scope, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          k.id,
+          k.hash,
+          k.prefix,
+          k.scope,
+          k.name,
+          k.created_at,
+          k.revoked_at,
+        );
+      }
+      for (const s of legacy.streams.filter((x) => x.tenant_id === tenantId)) {
+        this.#sql.exec("INSERT OR IGNORE INTO stream_names (name, created_at) VALUES (?, ?)", s.name, s.created_at);
+      }
+      const limits = legacy.limits.find((x) => x.tenant_id === tenantId);
+      if (limits && this.#get("limits") === null) {
+        this.#set(
+          "limits",
+          JSON.stringify({ ingest_per_sec: limits.ingest_per_sec, read_per_sec: limits.read_per_sec }),
+        );
+      }
+      const counters = legacy.counters.find((x) => x.tenant_id === tenantId);
+      if (counters && this.#get("streams_refused") === null)
+        this.#set("streams_refused", String(counters.streams_refused));
+      const secret = legacy.secrets.find((x) => x.tenant_id === tenantId);
+      if (secret && this.#get("webhook_secret") === null) this.#set("webhook_secret", secret.secret);
+      for (const r of legacy.rules.filter((x) => x.tenant_id === tenantId)) {
+        this.putRuleIndex(r.id, (JSON.parse(r.rule) as { stream: string }).stream);
+      }
+    });
   }
 }

@@ -6,7 +6,10 @@
  *
  * For outage tests the bridge can be switched down and up: while down it
  * closes every open connection and refuses new ones, exactly as an
- * unreachable database looks to the driver.
+ * unreachable database looks to the driver. For tests of work in flight it
+ * can also stall the connections open at that moment (PostgreSQL's replies
+ * are held, so a write commits but its writer does not hear of it) until
+ * resumed; new connections are not stalled.
  */
 import { createServer, type Server } from "node:http";
 import { connect, type Socket } from "node:net";
@@ -23,13 +26,23 @@ const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
 
 export function startBridge(port = 0, host = "127.0.0.1", opts: { unref?: boolean } = {}): Promise<Bridge> {
   let down = false;
-  const open = new Set<{ ws: WebSocket; tcp: Socket }>();
+  /** `held`: replies kept back while the connection is stalled. */
+  const open = new Set<{ ws: WebSocket; tcp: Socket; held: Buffer[] | null }>();
   const server: Server = createServer((req, res) => {
-    // Control endpoint for tests: POST /__bridge/down or /__bridge/up.
-    const m = /^\/__bridge\/(down|up)$/.exec(req.url ?? "");
+    // Control endpoint for tests: POST /__bridge/down, /up, /stall (the connections open now), /resume.
+    const m = /^\/__bridge\/(down|up|stall|resume)$/.exec(req.url ?? "");
     if (req.method === "POST" && m) {
-      setDown(m[1] === "down");
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ down }));
+      if (m[1] === "down" || m[1] === "up") setDown(m[1] === "down");
+      else if (m[1] === "stall") for (const c of open) c.held ??= [];
+      else {
+        for (const c of open) {
+          const held = c.held ?? [];
+          c.held = null;
+          for (const d of held) if (c.ws.readyState === WebSocket.OPEN) c.ws.send(d);
+        }
+      }
+      const stalled = [...open].filter((c) => c.held !== null).length;
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ down, stalled }));
       return;
     }
     res.writeHead(404).end();
@@ -57,14 +70,17 @@ export function startBridge(port = 0, host = "127.0.0.1", opts: { unref?: boolea
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const tcp = connect(targetPort, targetHost);
-      const conn = { ws, tcp };
+      const conn: { ws: WebSocket; tcp: Socket; held: Buffer[] | null } = { ws, tcp, held: null };
       open.add(conn);
       const close = () => {
         open.delete(conn);
         tcp.destroy();
         if (ws.readyState === WebSocket.OPEN) ws.close();
       };
-      tcp.on("data", (d) => ws.readyState === WebSocket.OPEN && ws.send(d));
+      tcp.on("data", (d) => {
+        if (conn.held) conn.held.push(d);
+        else if (ws.readyState === WebSocket.OPEN) ws.send(d);
+      });
       tcp.on("error", close);
       tcp.on("close", close);
       ws.on("message", (data: Buffer) => {

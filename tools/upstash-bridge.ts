@@ -105,18 +105,31 @@ export function startUpstashBridge(opts: {
       req.on("error", reject);
     });
 
+  let fail: number | "garbage" = 0;
   const server: Server = createServer(async (req, res) => {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
     };
     if (req.headers.authorization !== `Bearer ${opts.token}`) return send(401, { error: "Unauthorized" });
-    // Test control: POST /__bridge/delay/<ms> makes every command that much slower (a slow or stalled Redis).
+    // Test controls: POST /__bridge/delay/<ms> makes every command that much slower (a slow or stalled
+    // Redis); POST /__bridge/fail/<status> answers every command with that HTTP status, /fail/garbage with
+    // a body that is not JSON, /fail/0 restores normal answers.
     const control = /^\/__bridge\/delay\/(\d+)$/.exec(req.url ?? "");
     if (control && req.method === "POST") {
       delay = Number(control[1]);
       return send(200, { delay });
     }
+    const failing = /^\/__bridge\/fail\/(\d+|garbage)$/.exec(req.url ?? "");
+    if (failing && req.method === "POST") {
+      fail = failing[1] === "garbage" ? "garbage" : Number(failing[1]);
+      return send(200, { fail });
+    }
+    if (fail === "garbage") {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end("<html>upstream error</html>");
+    }
+    if (fail !== 0) return send(fail, { error: `ERR injected failure ${fail}` });
     if (req.method !== "POST") return send(405, { error: "ERR only POST is supported" });
     const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
     const path = (req.url ?? "/").split("?")[0].replace(/\/+$/, "") || "/";
@@ -126,7 +139,13 @@ export function startUpstashBridge(opts: {
     } catch {
       return send(400, { error: "ERR body is not JSON" });
     }
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (delay > 0) {
+      await new Promise((r) => {
+        // A stalled request must not keep a test process alive after the tests are done.
+        const timer = setTimeout(r, delay);
+        if (opts.unref) timer.unref();
+      });
+    }
     try {
       if (path === "/") return send(200, { result: encode(await run(body as unknown[]), base64) });
       if (path === "/pipeline" || path === "/multi-exec") {

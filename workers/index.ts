@@ -5,13 +5,16 @@
 import { Hono } from "hono";
 import { aggregator } from "./aggregator/app";
 import { collector } from "./collector/app";
+import { consume } from "./collector/queued";
 import { notFound, onError } from "./lib/errors";
 import { securityHeaders } from "./lib/security";
 import type { AppEnv } from "./lib/types";
 import { runMaintenance } from "./maintenance";
 
+export { KeyDirectory } from "../durable-objects/key-directory";
 export { MetricActor } from "../durable-objects/metric-actor";
 export { RateLimiter } from "../durable-objects/rate-limiter";
+export { StreamShard } from "../durable-objects/stream-shard";
 export { TenantHub } from "../durable-objects/tenant-hub";
 export { TenantRegistry } from "../durable-objects/tenant-registry";
 
@@ -25,6 +28,10 @@ app.notFound(notFound);
 
 export default {
   fetch: app.fetch,
+  /** Buffered ingest: applies queued events to the streams' actors (workers/collector/queued.ts). */
+  async queue(batch, env, _ctx) {
+    await consume(batch, env);
+  },
   async scheduled(controller, env, ctx) {
     ctx.waitUntil(
       runMaintenance(env, new Date(controller.scheduledTime)).catch((err: Error) => {

@@ -1,9 +1,13 @@
 /**
  * The edgepulse dashboard: a tenant overview (live stream table from the
- * TenantHub) and a stream view (live figures and charts from the stream's
- * MetricActor, history from the API). No framework: the DOM is small.
+ * TenantHub, a sparkline per stream), a stream view (live figures and charts
+ * from the stream's MetricActor, history from the API, a breakdown by
+ * dimension whose values filter the view through POST /v1/query), a query
+ * builder (POST /v1/query) and the alerts page. No framework: the DOM is
+ * small. Routes live in the URL hash, so a link restores a view:
+ * #/stream/<name>?<dim>=<value>…, #/query?q=<URL-encoded query JSON>.
  */
-import uPlot from "uplot";
+import type uPlot from "uplot";
 import type { AlertRule, AlertState } from "../../core/alerts";
 import {
   type AlertEvent,
@@ -14,49 +18,29 @@ import {
   type SeriesPoint,
   type ServerMessage,
 } from "../../core/live";
+import type { Measure } from "../../core/measures";
 import type { StreamCounters } from "../../core/protocol";
-import type { Aggregates, WindowName } from "../../core/window";
+import type { QueryResult } from "../../core/query";
+import type { ScalingStatus } from "../../core/shards";
+import { type Aggregates, WINDOW_NAMES, type WindowName } from "../../core/window";
+import { showQuery } from "./query-page";
+import {
+  app,
+  chart,
+  column,
+  crumbs,
+  dimKeys,
+  el,
+  fmt,
+  num,
+  runQuery,
+  setStatus,
+  showFiring,
+  splitHash,
+  type View,
+} from "./ui";
 
 const KEY_STORAGE = "edgepulse.readKey";
-const app = document.getElementById("app") as HTMLElement;
-const statusEl = document.getElementById("status") as HTMLElement;
-const crumbs = document.getElementById("crumbs") as HTMLElement;
-const banner = document.getElementById("banner") as HTMLElement;
-
-/** The firing-alerts banner, shown on every page while any alert fires. */
-function showFiring(firing: AlertEvent[]) {
-  banner.hidden = firing.length === 0;
-  banner.replaceChildren(
-    ...firing.flatMap((a, i) => [
-      ...(i ? [document.createTextNode(" · ")] : []),
-      document.createTextNode("FIRING "),
-      el("b", {}, a.rule_name),
-      document.createTextNode(` on ${a.stream} (value ${fmt(a.value)})`),
-    ]),
-  );
-}
-
-type ConnState = "offline" | "connecting" | "connected" | "reconnecting" | "unauthorized";
-
-function setStatus(state: ConnState, text: string = state) {
-  statusEl.dataset.state = state;
-  statusEl.textContent = text;
-}
-
-const fmt = (v: number | null | undefined, digits = 1): string => {
-  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
-  const a = Math.abs(v);
-  if (a >= 1e6) return `${(v / 1e6).toFixed(2)}M`;
-  if (a >= 1e4) return `${(v / 1e3).toFixed(1)}k`;
-  return Number.isInteger(v) ? String(v) : v.toFixed(a < 10 ? 2 : digits);
-};
-const el = <K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, text?: string) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
-
 /**
  * A WebSocket that reconnects with backoff, sends heartbeats, validates every
  * message, and re-syncs from the server's snapshot after each reconnect.
@@ -126,7 +110,7 @@ class LiveSocket {
   }
 }
 
-let current: { close(): void } | null = null;
+let current: View | null = null;
 
 function showKeyForm(error?: string) {
   current?.close();
@@ -155,13 +139,44 @@ function showKeyForm(error?: string) {
   };
 }
 
+/**
+ * A stream's sparkline: events per minute, oldest first, the last point being the minute of `at`, as an
+ * inline SVG polyline. `data-points` and `data-end` (that minute, epoch ms) say what it draws.
+ */
+function sparkline(name: string, at: number, points: number[]): SVGSVGElement {
+  const NS = "http://www.w3.org/2000/svg";
+  const [w, h] = [120, 24];
+  const max = Math.max(1, ...points);
+  const dx = points.length > 1 ? w / (points.length - 1) : 0;
+  const svg = document.createElementNS(NS, "svg");
+  const attrs: Record<string, string> = {
+    viewBox: `0 0 ${w} ${h}`,
+    width: String(w),
+    height: String(h),
+    "data-testid": `spark-${name}`,
+    "data-points": points.join(","),
+    "data-end": String(Math.floor(at / 60_000) * 60_000),
+  };
+  for (const [k, v] of Object.entries(attrs)) svg.setAttribute(k, v);
+  const title = document.createElementNS(NS, "title");
+  const total = points.reduce((a, n) => a + n, 0);
+  title.textContent = `${total} events in the last ${points.length} min, at most ${max} a minute`;
+  const line = document.createElementNS(NS, "polyline");
+  line.setAttribute(
+    "points",
+    points.map((v, i) => `${(i * dx).toFixed(1)},${(h - 2 - (v / max) * (h - 4)).toFixed(1)}`).join(" "),
+  );
+  svg.append(title, line);
+  return svg;
+}
+
 /** Overview: the tenant's streams, live from the TenantHub. */
 function showOverview(key: string) {
   crumbs.textContent = "streams";
   const card = el("section", { class: "card" });
   const table = el("table", { "data-testid": "streams" });
   table.innerHTML =
-    "<thead><tr><th>stream</th><th>rate/s</th><th>count 1m</th><th>mean</th><th>p95</th><th>users</th><th>rejected</th><th>late</th><th>dups</th></tr></thead>";
+    '<thead><tr><th>stream</th><th class="left">last 30 min</th><th>rate/s</th><th>count 1m</th><th>mean</th><th>p95</th><th>users</th><th>rejected</th><th>late</th><th>dups</th></tr></thead>';
   const body = el("tbody");
   table.append(body);
   const empty = el("p", { class: "empty" }, "No streams yet: send events to POST /v1/events and they appear here.");
@@ -190,11 +205,12 @@ function showOverview(key: string) {
       fmt(s.late),
       fmt(s.duplicates),
     ];
-    tr.replaceChildren(
-      ...cells.map((c, i) =>
-        el("td", { class: i === 0 ? "name" : i === 6 && s.rejected > 0 ? "bad" : "", "data-col": String(i) }, c),
-      ),
+    const tds = cells.map((c, i) =>
+      el("td", { class: i === 0 ? "name" : i === 6 && s.rejected > 0 ? "bad" : "", "data-col": String(i) }, c),
     );
+    const spark = el("td", { class: "left spark", "data-col": "spark" }, s.spark ? undefined : "–");
+    if (s.spark) spark.append(sparkline(s.name, s.at, s.spark));
+    tr.replaceChildren(tds[0], spark, ...tds.slice(1));
     tr.classList.add("flash");
     requestAnimationFrame(() => requestAnimationFrame(() => tr?.classList.remove("flash")));
     empty.hidden = true;
@@ -205,38 +221,49 @@ function showOverview(key: string) {
   });
 }
 
-const WINDOWS: WindowName[] = ["1m", "5m", "15m", "1h"];
+const WINDOWS: WindowName[] = WINDOW_NAMES;
 
-function chart(title: string, series: uPlot.Series[], testid: string) {
-  const box = el("div", { class: "card chart", "data-testid": testid });
-  box.append(el("h3", {}, title));
-  const plotEl = el("div", { class: "plot" });
-  box.append(plotEl);
-  const plot = new uPlot(
-    {
-      width: 400,
-      height: 220,
-      series: [{}, ...series],
-      axes: [
-        { stroke: "#8a98b3", grid: { stroke: "#1f2a3d" } },
-        { stroke: "#8a98b3", grid: { stroke: "#1f2a3d" } },
-      ],
-      legend: { show: true },
-    },
-    [[], ...series.map(() => [])] as uPlot.AlignedData,
-    plotEl,
-  );
-  // Size the plot from its card (the canvas itself must not hold the card wide on a phone).
-  new ResizeObserver(() => plot.setSize({ width: Math.max(200, box.clientWidth - 34), height: 220 })).observe(box);
-  return { box, plot };
+/** A filter of the stream view: one dimension value (the URL hash carries them: #/stream/checkout?country=DE). */
+interface DimFilter {
+  dim: string;
+  value: string;
 }
+const STREAM_ROUTE = /^#\/stream\/(.+)$/;
+/** How often the breakdown and the filtered figures are asked for again. */
+const BREAKDOWN_MS = 3000;
+/** How often the stream view re-reads its shards and scaling decisions. */
+const SCALING_MS = 5000;
+const BREAKDOWN_LIMIT = 10;
+/** Groups that stand for several values (folded beyond the value budget; events without the key): not filters. */
+const NOT_VALUES = new Set(["__other__", "__none__"]);
+const SUMMARY_MEASURES = [
+  "count",
+  "rate",
+  "mean",
+  "p50",
+  "p95",
+  "p99",
+  "distinct_users",
+] as const satisfies readonly Measure[];
 
-/** Stream view: live from the stream's actor; history from the API. */
-function showStream(key: string, name: string) {
+/** One filter per key, the last one winning. */
+const filtersOf = (params: URLSearchParams): DimFilter[] =>
+  [...new Map(params).entries()].map(([dim, value]) => ({ dim, value }));
+const streamHash = (name: string, filters: DimFilter[]) =>
+  `#/stream/${encodeURIComponent(name)}${filters.length ? `?${new URLSearchParams(filters.map((f) => [f.dim, f.value]))}` : ""}`;
+
+/**
+ * Stream view: live from the stream's actor; history from the API. With filters (values picked in the
+ * breakdown) the figures and per-minute charts come from POST /v1/query instead: the socket's are the
+ * whole stream's.
+ */
+function showStream(key: string, name: string, params: URLSearchParams) {
   crumbs.innerHTML = "";
   crumbs.append(el("a", { href: "#/" }, "streams"), document.createTextNode(` / ${name}`));
   let window: WindowName = "1m";
+  let filters = filtersOf(params);
   const windowBar = el("div", { class: "windows" });
+  const chips = el("div", { class: "chips", "data-testid": "filter-chips" });
   const stats = el("div", { class: "stats", "data-testid": "stats" });
   const rate = chart(
     "events per second, last 5 min",
@@ -270,13 +297,75 @@ function showStream(key: string, name: string) {
   );
   const charts = el("div", { class: "charts" });
   charts.append(rate.box, lat.box, hour.box, hist.box);
-  app.replaceChildren(windowBar, stats, charts);
+
+  const breakdown = el("section", { class: "card breakdown", "data-testid": "breakdown" });
+  const bySelect = el("select", { "data-testid": "breakdown-key", "aria-label": "dimension" });
+  const head = el("div", { class: "breakdown-head" });
+  const heading = el("h3", {}, "top values by ");
+  heading.append(bySelect);
+  head.append(heading, el("span", { class: "muted" }, `top ${BREAKDOWN_LIMIT} by count, click a value to filter`));
+  const bdError = el("p", { class: "error", "data-testid": "breakdown-error", hidden: "" });
+  const bdBody = el("div");
+  breakdown.append(head, bdError, bdBody);
+  const scaling = el("section", { class: "card scaling", "data-testid": "scaling" });
+  app.replaceChildren(windowBar, chips, stats, breakdown, charts, scaling);
+
+  /** Shards, load and the last scaling decisions (GET /v1/streams/:name), refreshed every SCALING_MS. */
+  const loadScaling = async () => {
+    const res = await fetch(`/v1/streams/${encodeURIComponent(name)}`, {
+      headers: { authorization: `Bearer ${key}` },
+    }).catch(() => null);
+    if (!res?.ok) return;
+    const body = (await res.json()) as { scaling?: ScalingStatus };
+    const sc = body.scaling;
+    if (!sc) return;
+    const shards = `${sc.shards} shard${sc.shards === 1 ? "" : "s"}`;
+    const list = el("ul", { class: "decisions" });
+    for (const d of sc.decisions.slice(0, 5)) {
+      const verb = d.to > d.from ? "split" : "folded";
+      list.append(el("li", {}, `${new Date(d.at).toLocaleTimeString()} ${verb} ${d.from} → ${d.to}: ${d.reason}`));
+    }
+    const loads = sc.shard_load.map((l) => `#${l.shard} ${fmt(l.requests_per_s, 1)}/s`).join(" · ");
+    scaling.replaceChildren(
+      el("h3", {}, "scale-out"),
+      el(
+        "p",
+        { "data-testid": "scaling-summary" },
+        `${shards} · ${fmt(sc.requests_per_s, 1)} requests/s · sized for ${fmt(sc.target_per_shard)}/s per shard (${sc.min_shards}–${sc.max_shards})`,
+      ),
+      ...(loads ? [el("p", { class: "muted", "data-testid": "scaling-shards" }, loads)] : []),
+      sc.decisions.length ? list : el("p", { class: "muted" }, "no scaling decisions yet"),
+    );
+  };
 
   const seconds = new Map<number, SeriesPoint>();
   const minutes = new Map<number, SeriesPoint>();
   let latest: { windows: Record<WindowName, Aggregates>; counters: StreamCounters } | null = null;
+  /** The filtered figures for the current window (POST /v1/query), while filters are set. */
+  let filtered: Partial<Record<Measure, number | null>> | null = null;
 
   const renderStats = () => {
+    stats.classList.toggle("filtered", filters.length > 0);
+    if (filters.length) {
+      const f = (m: Measure) => filtered?.[m] ?? null;
+      const items: Array<[string, string, string]> = [
+        ["count", `count (${window})`, fmt(f("count"))],
+        ["rate", "events/s", fmt(f("rate"), 2)],
+        ["mean", "mean", fmt(f("mean"))],
+        ["p50", "p50", fmt(f("p50"))],
+        ["p95", "p95", fmt(f("p95"))],
+        ["p99", "p99", fmt(f("p99"))],
+        ["users", "distinct users", fmt(f("distinct_users"))],
+      ];
+      stats.replaceChildren(
+        ...items.map(([id, label, value]) => {
+          const d = el("div", { class: "stat", "data-testid": `stat-${id}` });
+          d.append(el("div", { class: "label" }, label), el("div", { class: "value" }, value));
+          return d;
+        }),
+      );
+      return;
+    }
     if (!latest) return;
     const w = latest.windows[window];
     const c = latest.counters;
@@ -302,15 +391,23 @@ function showStream(key: string, name: string) {
     );
   };
   for (const w of WINDOWS) {
-    const b = el("button", { type: "button", "aria-pressed": String(w === window) }, w);
+    const b = el("button", { type: "button", "aria-pressed": String(w === window), "data-testid": `window-${w}` }, w);
     b.onclick = () => {
       window = w;
       for (const x of windowBar.children) x.setAttribute("aria-pressed", String(x.textContent === w));
+      filtered = null;
+      gen++;
       renderStats();
+      void refresh();
     };
     windowBar.append(b);
   }
 
+  /** The hour chart always spans the last hour (a single point would otherwise span years). */
+  const hourScale = () => {
+    const now = Math.floor(Date.now() / 1000);
+    hour.plot.setScale("x", { min: now - 3600, max: now + 60 });
+  };
   const renderCharts = () => {
     const now = Math.floor(Date.now() / 1000);
     const xs: number[] = [];
@@ -328,15 +425,234 @@ function showStream(key: string, name: string) {
     }
     rate.plot.setData([xs, counts]);
     lat.plot.setData([xs, p50, p95, p99]);
-    const mx = [...minutes.keys()].sort((a, b) => a - b);
-    hour.plot.setData([
-      mx.map((t) => t / 1000),
-      mx.map((t) => minutes.get(t)?.count ?? 0),
-      mx.map((t) => minutes.get(t)?.p95 ?? null),
-    ]);
-    hour.plot.setScale("x", { min: now - 3600, max: now + 60 });
+    if (!filters.length) {
+      const mx = [...minutes.keys()].sort((a, b) => a - b);
+      hour.plot.setData([
+        mx.map((t) => t / 1000),
+        mx.map((t) => minutes.get(t)?.count ?? 0),
+        mx.map((t) => minutes.get(t)?.p95 ?? null),
+      ]);
+    }
+    hourScale();
     for (const t of seconds.keys()) if (t < (now - 300) * 1000) seconds.delete(t);
     for (const t of minutes.keys()) if (t < Date.now() - 3_600_000) minutes.delete(t);
+  };
+
+  /** Per-step points of a filtered query (columns t, count, p95) for the per-minute charts. */
+  const stepData = (r: QueryResult): uPlot.AlignedData => [
+    column(r, "t").map((t) => Date.parse(String(t)) / 1000),
+    column(r, "count").map(num),
+    column(r, "p95").map(num),
+  ];
+  const queryFilters = () => filters.map((f) => ({ dim: f.dim, op: "eq" as const, value: f.value }));
+  const withFilters = () => (filters.length ? { filters: queryFilters() } : {});
+
+  const renderChips = () => {
+    chips.hidden = filters.length === 0;
+    chips.replaceChildren(
+      ...filters.map((f) => {
+        const chip = el("span", { class: "chip", "data-testid": "filter-chip", "data-dim": f.dim });
+        chip.append(el("span", {}, `filtered: ${f.dim} = ${f.value}`));
+        const clear = el(
+          "button",
+          { type: "button", class: "chip-x", title: "Clear this filter", "data-testid": "filter-clear" },
+          "×",
+        );
+        clear.onclick = () => {
+          location.hash = streamHash(
+            name,
+            filters.filter((g) => g !== f),
+          );
+        };
+        chip.append(clear);
+        return chip;
+      }),
+    );
+    // The per-second charts are the socket's, the whole stream's: not shown while filtered.
+    rate.box.hidden = lat.box.hidden = filters.length > 0;
+    hour.heading.textContent = `last hour, per minute${filters.length ? " (filtered)" : ""}`;
+    hist.heading.textContent = filters.length ? "history, 24 h (filtered)" : "history, 24 h (PostgreSQL)";
+  };
+
+  const renderBreakdown = (by: string, r: QueryResult, total: number | null) => {
+    const values = column(r, by);
+    const counts = column(r, "count").map(num);
+    const sums = column(r, "sum").map(num);
+    const p95s = column(r, "p95").map(num);
+    const estimated = column(r, "estimated");
+    const lows = column(r, "count_low").map(num);
+    const highs = column(r, "count_high").map(num);
+    if (values.length === 0) {
+      bdBody.replaceChildren(el("p", { class: "empty" }, `No events with ${by} in the last ${window}.`));
+      return;
+    }
+    const max = Math.max(1, ...counts.map((c) => c ?? 0));
+    const table = el("table", { "data-testid": "breakdown-table" });
+    table.innerHTML = `<thead><tr><th></th><th class="barcell"></th><th>count</th><th>share</th><th>sum</th><th>p95</th></tr></thead>`;
+    (table.tHead?.rows[0].cells[0] as HTMLElement).textContent = by;
+    const body = el("tbody");
+    values.forEach((raw, i) => {
+      const value = String(raw);
+      const fixed = NOT_VALUES.has(value);
+      const tr = el("tr", {
+        class: fixed ? "fixed" : "",
+        "data-testid": `breakdown-row-${value}`,
+        title: fixed
+          ? value === "__other__"
+            ? "values beyond the dimension's value budget, together"
+            : `events without ${by}`
+          : `filter by ${by} = ${value}`,
+      });
+      if (!fixed) {
+        tr.onclick = () => {
+          location.hash = streamHash(name, [...filters.filter((f) => f.dim !== by), { dim: by, value }]);
+        };
+      }
+      const count = counts[i] ?? 0;
+      const bar = el("span", { class: "bar" });
+      bar.style.width = `${((100 * count) / max).toFixed(1)}%`;
+      const barCell = el("td", { class: "barcell" });
+      barCell.append(bar);
+      const approx = estimated[i] === true;
+      const countCell = el("td", { "data-col": "count" }, `${approx ? "≈" : ""}${fmt(count)}`);
+      if (approx) countCell.title = `between ${fmt(lows[i])} and ${fmt(highs[i])}`;
+      tr.append(
+        el("td", { class: fixed ? "muted" : "name", "data-col": "value" }, value),
+        barCell,
+        countCell,
+        el("td", { "data-col": "share" }, total ? `${((100 * count) / total).toFixed(1)}%` : "–"),
+        el("td", { "data-col": "sum" }, fmt(sums[i])),
+        el("td", { "data-col": "p95" }, fmt(p95s[i])),
+      );
+      body.append(tr);
+    });
+    table.append(body);
+    bdBody.replaceChildren(table);
+  };
+
+  let keys: string[] = [];
+  let by: string | null = null;
+  bySelect.onchange = () => {
+    by = bySelect.value || null;
+    gen++;
+    bdBody.replaceChildren();
+    void refresh();
+  };
+  /** Bumped when the filters, window or key change: answers to older questions are dropped. */
+  let gen = 0;
+  let running: number | null = null;
+  const refresh = async () => {
+    if (running === gen) return;
+    const g = gen;
+    running = g;
+    try {
+      const found = await dimKeys(key, name);
+      if (g !== gen) return;
+      if (found.join("\n") !== keys.join("\n")) {
+        keys = found;
+        bySelect.replaceChildren(...keys.map((k) => el("option", { value: k }, k)));
+      }
+      if (by === null || !keys.includes(by))
+        by = keys.find((k) => !filters.some((f) => f.dim === k)) ?? keys[0] ?? null;
+      bySelect.value = by ?? "";
+      if (by === null) {
+        bdBody.replaceChildren(
+          el("p", { class: "empty" }, "No dimensions yet: send events with dims to break them down."),
+        );
+      }
+      if (by === null && !filters.length) return;
+      const range = { window };
+      const [summary, top, perMinute] = await Promise.all([
+        runQuery(key, { stream: name, measures: SUMMARY_MEASURES, ...withFilters(), range }),
+        by === null
+          ? null
+          : runQuery(key, {
+              stream: name,
+              measures: ["count", "sum", "p95"],
+              group_by: [by],
+              ...withFilters(),
+              range,
+              order_by: { measure: "count", dir: "desc" },
+              limit: BREAKDOWN_LIMIT,
+            }),
+        filters.length
+          ? runQuery(key, {
+              stream: name,
+              measures: ["count", "p95"],
+              ...withFilters(),
+              range: { last: "1h" },
+              step: "1m",
+            })
+          : null,
+      ]);
+      if (g !== gen) return;
+      const failed = [summary, top, perMinute].find((a) => a?.ok === false);
+      bdError.hidden = !failed;
+      bdError.textContent = failed && !failed.ok ? failed.message : "";
+      let total: number | null = null;
+      if (summary.ok) {
+        const row = summary.result.rows[0];
+        filtered = Object.fromEntries(
+          SUMMARY_MEASURES.map((m) => {
+            const v = num(row?.[summary.result.columns.indexOf(m)]);
+            return [m, v ?? (m === "count" || m === "rate" ? 0 : null)];
+          }),
+        );
+        total = filtered.count ?? null;
+        if (filters.length) renderStats();
+      }
+      if (top?.ok && by !== null) renderBreakdown(by, top.result, total);
+      if (perMinute?.ok) {
+        hour.plot.setData(stepData(perMinute.result));
+        hourScale();
+      }
+    } finally {
+      if (running === g) running = null;
+    }
+  };
+
+  const loadHistory = async () => {
+    const g = gen;
+    const from = Date.now() - 86_400_000;
+    let data: uPlot.AlignedData | null = null;
+    if (filters.length) {
+      const a = await runQuery(key, {
+        stream: name,
+        measures: ["count", "p95"],
+        filters: queryFilters(),
+        range: { from },
+        step: "1m",
+      });
+      if (a.ok) data = stepData(a.result);
+    } else {
+      const res = await fetch(`/v1/streams/${encodeURIComponent(name)}/history?step=1m&from=${from}`, {
+        headers: { authorization: `Bearer ${key}` },
+      }).catch(() => null);
+      if (!res?.ok) return;
+      const body = (await res.json()) as { points: Array<{ t: string; count: number; p95: number | null }> };
+      data = [
+        body.points.map((p) => Date.parse(p.t) / 1000),
+        body.points.map((p) => p.count),
+        body.points.map((p) => p.p95),
+      ];
+    }
+    if (data === null || g !== gen) return;
+    hist.plot.setData(data);
+    const now = Date.now() / 1000;
+    hist.plot.setScale("x", { min: now - 86_400, max: now + 60 });
+  };
+
+  const setFilters = (next: DimFilter[]) => {
+    filters = next;
+    filtered = null;
+    gen++;
+    renderChips();
+    renderStats();
+    bdBody.replaceChildren();
+    if (!filters.length) renderCharts();
+    else hour.plot.setData([[], [], []]);
+    void refresh();
+    void loadHistory();
   };
 
   const firing = new Map<string, AlertEvent>();
@@ -359,28 +675,27 @@ function showStream(key: string, name: string) {
     if (m.type === "snapshot") renderCharts();
   });
   const tick = setInterval(renderCharts, 1000);
-
-  const loadHistory = async () => {
-    const res = await fetch(`/v1/streams/${encodeURIComponent(name)}/history?step=1m&from=${Date.now() - 86_400_000}`, {
-      headers: { authorization: `Bearer ${key}` },
-    }).catch(() => null);
-    if (!res?.ok) return;
-    const body = (await res.json()) as { points: Array<{ t: string; count: number; p95: number | null }> };
-    hist.plot.setData([
-      body.points.map((p) => Date.parse(p.t) / 1000),
-      body.points.map((p) => p.count),
-      body.points.map((p) => p.p95),
-    ]);
-    const now = Date.now() / 1000;
-    hist.plot.setScale("x", { min: now - 86_400, max: now + 60 });
-  };
+  renderChips();
+  renderStats();
+  void refresh();
   void loadHistory();
+  const breakdownTimer = setInterval(refresh, BREAKDOWN_MS);
   const historyTimer = setInterval(loadHistory, 60_000);
+  void loadScaling();
+  const scalingTimer = setInterval(loadScaling, SCALING_MS);
   current = {
     close() {
       socket.close();
+      clearInterval(scalingTimer);
       clearInterval(tick);
+      clearInterval(breakdownTimer);
       clearInterval(historyTimer);
+    },
+    update(path, next) {
+      const m = STREAM_ROUTE.exec(path);
+      if (!m || decodeURIComponent(m[1]) !== name) return false;
+      setFilters(filtersOf(next));
+      return true;
     },
   };
 }
@@ -471,13 +786,17 @@ function showAlerts(key: string) {
 }
 
 function route() {
+  const key = localStorage.getItem(KEY_STORAGE);
+  const { path, params } = splitHash(location.hash);
+  // The same page with new parameters (a filter, a query): updated in place, its sockets kept.
+  if (key && current?.update?.(path, params)) return;
   current?.close();
   current = null;
-  const key = localStorage.getItem(KEY_STORAGE);
   if (!key) return showKeyForm();
-  const m = /^#\/stream\/(.+)$/.exec(location.hash);
-  if (m) showStream(key, decodeURIComponent(m[1]));
-  else if (location.hash === "#/alerts") showAlerts(key);
+  const m = STREAM_ROUTE.exec(path);
+  if (m) showStream(key, decodeURIComponent(m[1]), params);
+  else if (path === "#/alerts") showAlerts(key);
+  else if (path === "#/query") current = showQuery(key, params);
   else showOverview(key);
 }
 

@@ -36,11 +36,15 @@ describe("migrations", () => {
     await migrateDatabase(url);
     const tables = (
       await client.query<{ relname: string; relkind: string }>(
-        `SELECT relname, relkind FROM pg_class WHERE relname IN ('metrics_minute','metrics_hour','metrics_day','rollup_state') ORDER BY 1`,
+        `SELECT relname, relkind FROM pg_class WHERE relname IN ('metrics_minute','metrics_hour','metrics_day',
+          'metrics_dim_minute','metrics_dim_hour','metrics_dim_day','rollup_state') ORDER BY 1`,
       )
     ).rows;
     expect(tables).toEqual([
       { relname: "metrics_day", relkind: "p" },
+      { relname: "metrics_dim_day", relkind: "p" },
+      { relname: "metrics_dim_hour", relkind: "p" },
+      { relname: "metrics_dim_minute", relkind: "p" },
       { relname: "metrics_hour", relkind: "p" },
       { relname: "metrics_minute", relkind: "p" },
       { relname: "rollup_state", relkind: "r" },
@@ -52,14 +56,25 @@ describe("migrations", () => {
     const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
     expect(await partitions("metrics_minute")).toContain(`metrics_minute_p${today}`);
     expect((await partitions("metrics_minute")).length).toBeGreaterThanOrEqual(8);
+    expect(await partitions("metrics_dim_minute")).toContain(`metrics_dim_minute_p${today}`);
   });
 
-  it("index history reads by (tenant, stream, time) and rollup scans by update time", async () => {
+  it("index history reads by (tenant, stream[, dim], time) and rollup scans by update time", async () => {
     const idx = (
       await client.query<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE tablename = 'metrics_minute'`)
     ).rows.map((r) => r.indexdef);
     expect(idx.some((d) => d.includes("(tenant_id, stream, bucket)"))).toBe(true);
     expect(idx.some((d) => d.includes("(updated_at)"))).toBe(true);
+    const dimIdx = (
+      await client.query<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE tablename = 'metrics_dim_minute'`)
+    ).rows.map((r) => r.indexdef);
+    // One key serves upserts and reads: time right after the dimension, so a range read can only scan the range.
+    expect(dimIdx.filter((d) => d.includes("(tenant_id, stream, dim"))).toEqual([
+      expect.stringMatching(
+        /^CREATE UNIQUE INDEX metrics_dim_minute_pk ON .*\(tenant_id, stream, dim, bucket, value\)$/,
+      ),
+    ]);
+    expect(dimIdx.some((d) => d.includes("(updated_at)"))).toBe(true);
   });
 
   it("create partitions ahead and drop whole partitions past retention", async () => {

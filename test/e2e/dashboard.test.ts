@@ -1,10 +1,12 @@
 /**
  * The dashboard in a real Chromium (Debian's /usr/bin/chromium, driven by
  * playwright-core) against `npm start`'s stack: enter a key, watch numbers
- * move as events arrive, open a stream, survive a server restart.
+ * move as events arrive, open a stream, survive a server restart; a stream's
+ * sparkline, its breakdown by a dimension and the filter a value sets (kept in
+ * the URL), and the query page (builder, URL, CSV, the server's refusals).
  * Screenshots are kept in test-artifacts/.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -28,6 +30,22 @@ const send = async (events: unknown[]) => {
   });
   expect(res.status).toBe(200);
 };
+
+/** A stream with dimensions: DE 3 events (values 10, 20, 30), FR 2 (40, 50). */
+const ORDERS = [
+  { name: "orders", value: 10, user: "a", dims: { country: "DE", product: "p1" } },
+  { name: "orders", value: 20, user: "b", dims: { country: "DE", product: "p1" } },
+  { name: "orders", value: 30, user: "c", dims: { country: "DE", product: "p2" } },
+  { name: "orders", value: 40, user: "d", dims: { country: "FR", product: "p1" } },
+  { name: "orders", value: 50, user: "e", dims: { country: "FR", product: "p2" } },
+];
+
+const queryApi = (body: unknown) =>
+  fetch(`${stack.url}/v1/query`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${keys.read}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium`);
@@ -95,6 +113,23 @@ describe("dashboard in Chromium", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("shows a stream's shards and why it scaled", async () => {
+    await send([{ name: "beacon", value: 1 }]);
+    const res = await fetch(`${stack.url}/v1/streams/beacon/config`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${keys.admin}`, "content-type": "application/json" },
+      body: JSON.stringify({ scaling: { min_shards: 3 } }),
+    });
+    expect(res.status).toBe(200);
+    await page.goto(`${stack.url}/#/stream/beacon`);
+    const summary = page.getByTestId("scaling-summary");
+    await expect.poll(() => summary.textContent(), { timeout: 10_000 }).toMatch(/^3 shards · /);
+    expect(await page.getByTestId("scaling").locator("li").first().textContent()).toMatch(
+      /split 1 → 3: the stream's shard bounds are now 3\.\.16$/,
+    );
+    await page.goto(`${stack.url}/#/`);
+  });
+
   it("shows a firing alert in a banner and on the alerts page", async () => {
     const res = await fetch(`${stack.url}/v1/alerts/rules`, {
       method: "POST",
@@ -137,4 +172,131 @@ describe("dashboard in Chromium", () => {
       .toBe("14");
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-reconnected.png"), fullPage: true });
   }, 120_000);
+
+  it("shows each stream's last 30 minutes as a sparkline ending with the events just sent", async () => {
+    await page.goto(`${stack.url}/#/`);
+    const ts = Date.now();
+    await send(ORDERS.map((e) => ({ ...e, ts })));
+    const spark = () =>
+      page.evaluate(() => {
+        const svg = document.querySelector('[data-testid="spark-orders"]');
+        if (!svg) return null;
+        return {
+          points: (svg.getAttribute("data-points") ?? "").split(",").map(Number),
+          end: Number(svg.getAttribute("data-end")),
+          drawn: svg.querySelector("polyline")?.getAttribute("points")?.split(" ").length ?? 0,
+        };
+      });
+    // One point per minute, oldest first, ending with the entry's minute: the events' minute holds all 5, the
+    // minutes after it (if one has begun since) none, and the 25+ minutes before it nothing (a new stream).
+    const eventMinute = Math.floor(ts / 60_000) * 60_000;
+    const pointOfEvents = async () => {
+      const s = await spark();
+      if (!s) return null;
+      const i = s.points.length - 1 - (s.end - eventMinute) / 60_000;
+      return { value: s.points[i], others: s.points.reduce((a, n) => a + n, 0) - s.points[i], length: s.points.length };
+    };
+    await expect.poll(pointOfEvents, { timeout: 10_000 }).toEqual({ value: 5, others: 0, length: 30 });
+    const s = await spark();
+    expect(s?.drawn).toBe(30);
+    expect(s?.points.at(-1)).toBe(s?.end === eventMinute ? 5 : 0);
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview-sparklines.png"), fullPage: true });
+  });
+
+  it("breaks a stream down by a dimension; a value filters the view, kept in the URL", async () => {
+    await page.goto(`${stack.url}/#/stream/orders`);
+    await page.getByTestId("window-1h").click();
+    await page.getByTestId("breakdown-key").selectOption("country");
+    const cell = (value: string, col: string) =>
+      page.locator(`[data-testid="breakdown-row-${value}"] td[data-col="${col}"]`);
+    await expect.poll(() => cell("DE", "count").textContent(), { timeout: 10_000 }).toBe("3");
+    expect(await cell("FR", "count").textContent()).toBe("2");
+    expect(await cell("DE", "share").textContent()).toBe("60.0%");
+    expect(await cell("DE", "sum").textContent()).toBe("60");
+    expect(await cell("FR", "sum").textContent()).toBe("90");
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-breakdown.png"), fullPage: true });
+
+    await page.getByTestId("breakdown-row-DE").click();
+    const chip = page.getByTestId("filter-chip");
+    await expect.poll(() => chip.textContent(), { timeout: 5_000 }).toContain("filtered: country = DE");
+    expect(new URL(page.url()).hash).toBe("#/stream/orders?country=DE");
+    const stat = (id: string) => page.locator(`[data-testid="stat-${id}"] .value`);
+    await expect.poll(() => stat("count").textContent(), { timeout: 10_000 }).toBe("3");
+    expect(await stat("mean").textContent()).toBe("20"); // DE's (10 + 20 + 30) / 3; the whole stream's is 30
+    await expect.poll(() => page.locator('[data-testid^="breakdown-row-"]').count()).toBe(1);
+    expect(await page.getByTestId("chart-rate").isHidden()).toBe(true); // per-second charts are the whole stream's
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-filtered.png"), fullPage: true });
+
+    // A reload (or a shared link) keeps the filter.
+    await page.reload();
+    await expect.poll(() => chip.textContent(), { timeout: 10_000 }).toContain("filtered: country = DE");
+    await page.getByTestId("window-1h").click();
+    await expect.poll(() => stat("count").textContent(), { timeout: 10_000 }).toBe("3");
+
+    // Clearing it shows the whole stream again, from the live socket.
+    await page.getByTestId("filter-clear").click();
+    await expect.poll(() => new URL(page.url()).hash).toBe("#/stream/orders");
+    expect(await chip.count()).toBe(0);
+    await expect.poll(() => stat("count").textContent(), { timeout: 10_000 }).toBe("5");
+  });
+
+  it("builds a query, keeps it in the URL, exports CSV, and shows the server's refusals", async () => {
+    await page.getByTestId("query-link").click();
+    await page.getByTestId("q-stream").selectOption("orders");
+    await page.getByTestId("q-group-country").check();
+    expect(await page.getByTestId("q-measure-count").isChecked()).toBe(true);
+    await page.getByTestId("q-range").selectOption("last:1h");
+    await page.getByTestId("q-run").click();
+    const cell = (group: string, col: string) =>
+      page.locator(`[data-testid="query-table"] tr[data-group="${group}"] td[data-col="${col}"]`);
+    await expect.poll(() => cell("DE", "count").textContent(), { timeout: 10_000 }).toBe("3");
+    expect(await cell("FR", "count").textContent()).toBe("2");
+    expect(await page.locator('[data-testid="query-table"] tbody tr').count()).toBe(2);
+    const hash = new URL(page.url()).hash;
+    expect(hash.startsWith("#/query?q=")).toBe(true);
+    expect(JSON.parse(decodeURIComponent(hash.slice("#/query?q=".length)))).toEqual({
+      stream: "orders",
+      measures: ["count"],
+      group_by: ["country"],
+      range: { last: "1h" },
+    });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-query.png"), fullPage: true });
+
+    // CSV: the same query from ?format=csv, downloaded through a blob link.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("q-csv").click()]);
+    expect(readFileSync(await download.path(), "utf8")).toBe("country,count\r\nDE,3\r\nFR,2\r\n");
+
+    // A reload restores the builder and the answer from the URL.
+    await page.reload();
+    await expect.poll(() => cell("DE", "count").textContent(), { timeout: 10_000 }).toBe("3");
+    expect(await cell("FR", "count").textContent()).toBe("2");
+    expect(await page.getByTestId("q-stream").inputValue()).toBe("orders");
+    expect(await page.getByTestId("q-group-country").isChecked()).toBe(true);
+    expect(await page.getByTestId("q-range").inputValue()).toBe("last:1h");
+
+    // With a step: a chart with one series per group.
+    await page.getByTestId("q-step").selectOption("1m");
+    await page.getByTestId("q-run").click();
+    const chart = page.getByTestId("query-chart");
+    await chart.locator("canvas").waitFor({ timeout: 10_000 });
+    await expect.poll(() => chart.locator(".u-legend").textContent()).toMatch(/DE.*FR/);
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-query-step.png"), fullPage: true });
+
+    // Refusals: the server's invalid_query message, shown as it is.
+    await page.getByTestId("q-json-toggle").click();
+    for (const bad of [
+      { stream: "orders", measures: ["count"], range: { last: "1h" }, limit: 0 },
+      { stream: "orders", measures: ["count", "bogus"], range: { last: "1h" } },
+    ]) {
+      const res = await queryApi(bad);
+      expect(res.status).toBe(400);
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe("invalid_query");
+      await page.getByTestId("q-json").fill(JSON.stringify(bad));
+      await page.getByTestId("q-run").click();
+      await expect.poll(() => page.getByTestId("query-error").textContent(), { timeout: 5_000 }).toBe(error.message);
+      expect(await page.getByTestId("query-table").count()).toBe(0);
+    }
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-query-error.png"), fullPage: true });
+  });
 });

@@ -1,6 +1,7 @@
 /**
- * Starts the same stack as `npm start` (tools/dev.ts → wrangler dev → workerd)
+ * Starts the same stack as `npm start` (tools/dev.ts → miniflare → workerd)
  * on a free port with its own state folder, for end-to-end tests and benchmarks.
+ * `child` is the dev.ts process itself (node --import tsx, as `npm start` runs it).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -40,10 +41,22 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const vars = opts.vars ?? join(dir, ".dev.vars");
   const pgdata = opts.pgdata ?? join(dir, "pgdata");
   const port = opts.port ?? (await freePort());
-  const tsx = join(ROOT, "node_modules", "tsx", "dist", "cli.mjs");
   const child = spawn(
     process.execPath,
-    [tsx, "tools/dev.ts", "--port", String(port), "--state", state, "--vars", vars, "--pgdata", pgdata, "--quiet"],
+    [
+      "--import",
+      "tsx",
+      "tools/dev.ts",
+      "--port",
+      String(port),
+      "--state",
+      state,
+      "--vars",
+      vars,
+      "--pgdata",
+      pgdata,
+      "--quiet",
+    ],
     { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.extraEnv } },
   );
   let output = "";

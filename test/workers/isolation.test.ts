@@ -53,6 +53,15 @@ const ENDPOINTS: Array<[string, string, Scope, unknown?]> = [
   ["DELETE", "/v1/alerts/rules/{rule}", "admin"],
   ["GET", "/v1/alerts/events", "read"],
   ["GET", "/v1/alerts/secret", "admin"],
+  ["POST", "/v1/query", "read", { stream: STREAM, measures: ["count", "max"], range: { last: "1h" } }],
+  [
+    "POST",
+    "/v1/query",
+    "read",
+    { stream: STREAM, measures: ["count"], group_by: ["k"], range: { window: "5m" }, order_by: { measure: "count" } },
+  ],
+  ["GET", `/v1/streams/${STREAM}/config`, "read"],
+  ["PUT", `/v1/streams/${STREAM}/config`, "admin", { dimension_sets: [["k", "j"]] }],
 ];
 
 const allows = (have: Scope, need: Scope) => have === need || have === "admin";
@@ -91,6 +100,10 @@ describe("every endpoint with another tenant's keys", () => {
       windows?: Record<string, { max: number | null }>;
     };
     expect(own.windows?.["1h"]?.max ?? null).not.toBe(42);
+    const asked = (await (
+      await call("POST", "/v1/query", b.read, { stream: STREAM, measures: ["count", "max"], range: { last: "1h" } })
+    ).json()) as { rows: unknown[][] };
+    expect(asked.rows.flat()).not.toContain(42);
     // A is untouched: its key works, its rule is still there and enabled, its figures unchanged.
     expect((await call("GET", "/v1/streams", a.read)).status).toBe(200);
     const rule = (await (await call("GET", `/v1/alerts/rules/${ruleA}`, a.read)).json()) as {

@@ -1,7 +1,7 @@
 import { env, SELF } from "cloudflare:test";
 import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis/cloudflare";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { hashKey } from "../../core/keys";
 import type { LimitDecision } from "../../core/ratelimit";
 import { ADMIN_TOKEN, BASE, createTenant, expectError, get, send, sendJson, stream } from "./helpers";
@@ -22,12 +22,18 @@ const setLimits = async (tenantId: string, limits: Record<string, number | null>
 };
 
 /**
- * Starts a burst at the very beginning of a one-second window, so it has the whole window and does not
- * straddle two even on a loaded machine (both limiters weigh windows by time).
+ * Runs `fn` with the clock pinned 1 ms into a one-second window: the Worker, the Upstash limiter and the
+ * Durable Object limiter all read this clock, so a burst is judged within one window whatever the
+ * machine's load (no sleeping to a window start, no wall-clock bounds).
  */
-async function startOfWindow(): Promise<void> {
-  const into = Date.now() % 1000;
-  if (into > 50) await new Promise((r) => setTimeout(r, 1000 - into + 5));
+async function atWindowStart<T>(fn: () => Promise<T>): Promise<T> {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  vi.setSystemTime(Math.floor(Date.now() / 1000) * 1000 + 1001);
+  try {
+    return await fn();
+  } finally {
+    vi.useRealTimers();
+  }
 }
 
 describe("rate limits (Upstash Redis through the local bridge)", () => {
@@ -35,17 +41,19 @@ describe("rate limits (Upstash Redis through the local bridge)", () => {
     const t = await createTenant();
     const other = await createTenant();
     await setLimits(t.tenantId, { ingest_per_sec: 5, read_per_sec: 50 });
-    await startOfWindow();
-    const results = [];
-    for (let i = 0; i < 8; i++) results.push(await sendJson(t.ingest, { name: "limited" }));
+    const results = await atWindowStart(async () => {
+      const out = [];
+      for (let i = 0; i < 8; i++) out.push(await sendJson(t.ingest, { name: "limited" }));
+      return out;
+    });
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
     expect(results.slice(0, 5).map((r) => r.headers.get("ratelimit-remaining"))).toEqual(["4", "3", "2", "1", "0"]);
     for (const r of results) {
       expect(r.headers.get("ratelimit-limit")).toBe("5");
-      expect(Number(r.headers.get("ratelimit-reset"))).toBeLessThanOrEqual(1);
+      expect(r.headers.get("ratelimit-reset")).toBe("1");
     }
     const refused = results[5];
-    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(refused.headers.get("retry-after")).toBe("1");
     const err = await expectError(refused, 429, "rate_limited");
     expect(err.message).toContain("5 requests per second");
     // Refused requests were not counted: the actor saw exactly five.
@@ -53,26 +61,6 @@ describe("rate limits (Upstash Redis through the local bridge)", () => {
     // Another tenant, and this tenant's reads, have their own budgets.
     expect((await sendJson(other.ingest, { name: "limited" })).status).toBe(200);
     expect((await get("/v1/streams", t.read)).status).toBe(200);
-  });
-
-  it("lets requests through, marked degraded, when Redis is too slow (fail open, bounded)", async () => {
-    const t = await createTenant();
-    await sendJson(t.ingest, { name: "warm" }); // the key is now cached in this isolate
-    const control = (ms: number) =>
-      fetch(`${env.UPSTASH_REDIS_REST_URL}/__bridge/delay/${ms}`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${env.UPSTASH_REDIS_REST_TOKEN}` },
-      });
-    expect((await control(1500)).status).toBe(200);
-    try {
-      const started = Date.now();
-      const res = await sendJson(t.ingest, { name: "warm" });
-      expect(res.status).toBe(200);
-      expect(res.headers.get("x-ratelimit-degraded")).toBe("redis-timeout");
-      expect(Date.now() - started).toBeLessThan(1500);
-    } finally {
-      await control(0);
-    }
   });
 
   it("the Durable Object fallback decides exactly like the Upstash limiter", async () => {
@@ -85,15 +73,16 @@ describe("rate limits (Upstash Redis through the local bridge)", () => {
       analytics: false,
     });
     const fallback = env.RATE_LIMITER.getByName(`eq-${id}`);
-    await startOfWindow();
     const a: Array<[boolean, number]> = [];
     const b: Array<[boolean, number]> = [];
-    for (let i = 0; i < 7; i++) {
-      const u = await upstash.limit("tenant");
-      const d = (await fallback.limit("ingest", 4)) as LimitDecision;
-      a.push([u.success, Math.max(0, u.remaining)]);
-      b.push([d.success, d.remaining]);
-    }
+    await atWindowStart(async () => {
+      for (let i = 0; i < 7; i++) {
+        const u = await upstash.limit("tenant");
+        const d = (await fallback.limit("ingest", 4)) as LimitDecision;
+        a.push([u.success, Math.max(0, u.remaining)]);
+        b.push([d.success, d.remaining]);
+      }
+    });
     expect(b).toEqual(a);
     expect(a.map((x) => x[0])).toEqual([true, true, true, true, false, false, false]);
   });

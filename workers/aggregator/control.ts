@@ -1,113 +1,117 @@
 /**
  * The control plane: the operator token manages tenants; a tenant's admin
- * key manages that tenant's keys. Keys are shown once, at creation.
+ * key manages that tenant's keys. Keys are shown once, at creation. Bodies
+ * are validated by the schemas in core/schemas.ts.
  */
 import { Hono } from "hono";
-import { isScope } from "../../core/keys";
-import { forgetHash, forgetKey, requireKey, requireOperator } from "../lib/auth";
+import { isStreamName } from "../../core/event";
+import { hashKey, keyPrefix, newId, newKey, type Scope } from "../../core/keys";
+import type { KeyInfo } from "../../core/protocol";
+import { KeyCreate, LimitsUpdate, TenantCreate } from "../../core/schemas";
+import { forgetHashes, requireKey, requireOperator } from "../lib/auth";
 import { ApiError } from "../lib/errors";
+import { actor, directory, registry } from "../lib/registry";
 import type { AppEnv } from "../lib/types";
+import { jsonBody } from "../lib/validate";
 
 export const control = new Hono<AppEnv>();
 
-async function jsonBody(req: Request): Promise<Record<string, unknown>> {
-  const text = await req.text();
-  if (text.trim() === "") return {};
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new ApiError("malformed_body", "The body must be a JSON object.");
-  }
-  if (body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw new ApiError("malformed_body", "The body must be a JSON object.");
-  }
-  return body as Record<string, unknown>;
+/** Creates a key: the directory learns its hash first, then the tenant's registry stores it (a failure between leaves an unusable hash, never a usable key without a record). */
+async function createKey(env: Env, tenantId: string, scope: Scope, name: string): Promise<KeyInfo & { key: string }> {
+  const key = newKey(scope);
+  const hash = await hashKey(key);
+  await directory(env).addKey(hash, tenantId);
+  const info = await registry(env, tenantId).createKey({
+    id: newId("key"),
+    hash,
+    prefix: keyPrefix(key),
+    scope,
+    name,
+    createdAt: Date.now(),
+  });
+  if (info === null) throw new ApiError("tenant_not_found");
+  return { ...info, key };
 }
 
-function nameField(body: Record<string, unknown>, fallback: string): string {
-  const name = body.name ?? fallback;
-  if (typeof name !== "string" || name.length === 0 || name.length > 128) {
-    throw new ApiError("invalid_request", "name must be a string of 1 to 128 characters.");
-  }
-  return name;
+async function existingTenant(env: Env, id: string): Promise<void> {
+  if (!(await directory(env).hasTenant(id))) throw new ApiError("tenant_not_found");
 }
 
-function scopeField(body: Record<string, unknown>) {
-  if (!isScope(body.scope)) throw new ApiError("invalid_request", "scope must be one of ingest, read, admin.");
-  return body.scope;
+async function revoke(env: Env, tenantId: string, keyId: string, timeoutMs: number): Promise<KeyInfo> {
+  const res = await registry(env, tenantId).revokeKey(keyId);
+  if (res === null) throw new ApiError("key_not_found");
+  // Committed: dropping the cached grant is bounded and may not fail the request (the registry retries it).
+  await forgetHashes(env, [res.hash], timeoutMs);
+  return res.info;
 }
-
-const registry = (env: Env) => env.TENANT_REGISTRY.getByName("global");
 
 // Operator API.
 control.use("/v1/admin/*", requireOperator());
 
-control.post("/v1/admin/tenants", async (c) => {
-  const body = await jsonBody(c.req.raw);
-  const created = await registry(c.env).createTenant(nameField(body, "unnamed"));
-  return c.json(created, 201);
+control.post("/v1/admin/tenants", jsonBody(TenantCreate), async (c) => {
+  const { name } = c.req.valid("json");
+  const id = newId("t");
+  const now = Date.now();
+  await registry(c.env, id).init(id, name, now);
+  const tenant = await directory(c.env).addTenant(id, name, now);
+  const keys = [];
+  for (const scope of ["admin", "ingest", "read"] as const)
+    keys.push(await createKey(c.env, id, scope, `default ${scope}`));
+  return c.json({ tenant, keys }, 201);
 });
 
-control.get("/v1/admin/tenants", async (c) => c.json({ tenants: await registry(c.env).listTenants() }));
+control.get("/v1/admin/tenants", async (c) => c.json({ tenants: await directory(c.env).listTenants() }));
 
-control.post("/v1/admin/tenants/:tenant/keys", async (c) => {
-  const body = await jsonBody(c.req.raw);
-  const scope = scopeField(body);
-  const key = await registry(c.env).createKey(c.req.param("tenant"), scope, nameField(body, scope));
-  if (key === null) throw new ApiError("tenant_not_found");
-  return c.json(key, 201);
+control.post("/v1/admin/tenants/:tenant/keys", jsonBody(KeyCreate), async (c) => {
+  const tenant = c.req.param("tenant");
+  await existingTenant(c.env, tenant);
+  const body = c.req.valid("json");
+  return c.json(await createKey(c.env, tenant, body.scope, body.name ?? body.scope), 201);
 });
 
 control.delete("/v1/admin/tenants/:tenant/keys/:key", async (c) => {
-  const info = await registry(c.env).revokeKey(c.req.param("tenant"), c.req.param("key"));
-  if (info === null) throw new ApiError("key_not_found");
-  await forgetKey(c.env, info.id, await registry(c.env).keyHash(c.req.param("tenant"), info.id));
-  return c.json(info);
+  const tenant = c.req.param("tenant");
+  await existingTenant(c.env, tenant);
+  return c.json(await revoke(c.env, tenant, c.req.param("key"), c.get("config").RATE_LIMIT_TIMEOUT_MS));
 });
 
-/** Per-tenant rate limits in requests per second; null restores the default. Cached grants pick it up within minutes. */
-control.put("/v1/admin/tenants/:tenant/limits", async (c) => {
-  const body = await jsonBody(c.req.raw);
-  const field = (k: string): number | null => {
-    const v = body[k];
-    if (v === null || v === undefined) return null;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 1_000_000) {
-      throw new ApiError("invalid_request", `${k} must be an integer from 1 to 1000000, or null for the default.`);
-    }
-    return v;
-  };
-  const limits = await registry(c.env).setLimits(c.req.param("tenant"), {
-    ingest_per_sec: field("ingest_per_sec"),
-    read_per_sec: field("read_per_sec"),
+/** Per-tenant rate limits in requests per second; null restores the default. Every isolate picks it up within the key cache TTL. */
+control.put("/v1/admin/tenants/:tenant/limits", jsonBody(LimitsUpdate), async (c) => {
+  const tenant = c.req.param("tenant");
+  await existingTenant(c.env, tenant);
+  const body = c.req.valid("json");
+  const reg = registry(c.env, tenant);
+  const limits = await reg.setLimits({
+    ingest_per_sec: body.ingest_per_sec ?? null,
+    read_per_sec: body.read_per_sec ?? null,
   });
   if (limits === null) throw new ApiError("tenant_not_found");
-  // Cached grants carry the limits: drop them so every key picks up the change within the isolate cache TTL.
-  const hashes = await registry(c.env).keyHashes(c.req.param("tenant"));
-  await Promise.all(hashes.map((h) => forgetHash(c.env, h)));
+  await forgetHashes(c.env, await reg.keyHashes(), c.get("config").RATE_LIMIT_TIMEOUT_MS);
   return c.json(limits);
+});
+
+/** What a stream's actor holds (storage, minutes, registers, dedup ids, outbox): for operators watching capacity. */
+control.get("/v1/admin/tenants/:tenant/streams/:name/stats", async (c) => {
+  const tenant = c.req.param("tenant");
+  const name = c.req.param("name");
+  if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
+  await existingTenant(c.env, tenant);
+  return c.json(await actor(c.env, tenant, name).stats());
 });
 
 // Tenant admin API: always scoped to the key's own tenant.
 control.get("/v1/keys", requireKey("admin"), async (c) =>
-  c.json({ keys: await registry(c.env).listKeys(c.get("grant").tenantId) }),
+  c.json({ keys: await registry(c.env, c.get("grant").tenantId).listKeys() }),
 );
 
-control.post("/v1/keys", requireKey("admin"), async (c) => {
-  const body = await jsonBody(c.req.raw);
-  const scope = scopeField(body);
-  const key = await registry(c.env).createKey(c.get("grant").tenantId, scope, nameField(body, scope));
-  if (key === null) throw new ApiError("tenant_not_found");
-  return c.json(key, 201);
+control.post("/v1/keys", requireKey("admin"), jsonBody(KeyCreate), async (c) => {
+  const body = c.req.valid("json");
+  return c.json(await createKey(c.env, c.get("grant").tenantId, body.scope, body.name ?? body.scope), 201);
 });
 
-control.delete("/v1/keys/:key", requireKey("admin"), async (c) => {
-  const tenant = c.get("grant").tenantId;
-  const info = await registry(c.env).revokeKey(tenant, c.req.param("key"));
-  if (info === null) throw new ApiError("key_not_found");
-  await forgetKey(c.env, info.id, await registry(c.env).keyHash(tenant, info.id));
-  return c.json(info);
-});
+control.delete("/v1/keys/:key", requireKey("admin"), async (c) =>
+  c.json(await revoke(c.env, c.get("grant").tenantId, c.req.param("key"), c.get("config").RATE_LIMIT_TIMEOUT_MS)),
+);
 
 /** The tenant's usage against its limits. */
 control.get("/v1/tenant", requireKey("read"), async (c) => {
@@ -121,6 +125,6 @@ control.get("/v1/tenant", requireKey("read"), async (c) => {
       read_per_sec: limits?.read_per_sec ?? config.RATE_LIMIT_READ_PER_SEC,
       max_streams: config.MAX_STREAMS_PER_TENANT,
     },
-    usage: await registry(c.env).tenantUsage(tenant),
+    usage: await registry(c.env, tenant).usage(),
   });
 });

@@ -9,10 +9,13 @@ import { cors } from "hono/cors";
 import { ERRORS, EVENT_ERRORS, type EventErrorCode, type Rejection } from "../../core/errors";
 import { bodyFormat, decodeBody, type StreamEvent, validateEvent } from "../../core/event";
 import type { IngestResult } from "../../core/protocol";
+import { shardOf } from "../../core/shards";
 import { requireKey } from "../lib/auth";
 import { ApiError, errorBody } from "../lib/errors";
+import { actor, registry, shard } from "../lib/registry";
 import type { AppEnv } from "../lib/types";
 import { readBody } from "./body";
+import { assignIds, enqueue, toMessages } from "./queued";
 
 export interface Receipt {
   accepted: number;
@@ -38,7 +41,7 @@ async function admitStreams(env: Env, tenantId: string, names: string[], cap: nu
   const known = knownStreams.get(tenantId) ?? new Set<string>();
   const unknown = names.filter((n) => !known.has(n));
   if (unknown.length === 0) return [];
-  const { admitted, refused } = await env.TENANT_REGISTRY.getByName("global").admitStreams(tenantId, unknown, cap);
+  const { admitted, refused } = await registry(env, tenantId).admitStreams(unknown, cap);
   if (knownCount + admitted.length > KNOWN_STREAMS_CAP) {
     knownStreams.clear();
     knownCount = 0;
@@ -47,6 +50,132 @@ async function admitStreams(env: Env, tenantId: string, names: string[], cap: nu
   knownCount += admitted.length;
   knownStreams.set(tenantId, known);
   return refused;
+}
+
+/**
+ * Each stream's shard count as this isolate last learned it from an ingest reply (core/shards.ts), and
+ * when. Trusted for SHARD_CACHE_MS; after that (or for a stream never seen) the isolate calls the
+ * stream's primary, whose reply says the count again. Bounded: cleared past SHARD_COUNTS_CAP entries.
+ */
+const SHARD_COUNTS_CAP = 100_000;
+const shardCounts = new Map<string, { n: number; at: number }>();
+/** Rotates id-less events over a stream's shards. */
+let spread = 0;
+
+function learnShards(key: string, n: number, now: number): void {
+  if (shardCounts.size >= SHARD_COUNTS_CAP && !shardCounts.has(key)) shardCounts.clear();
+  shardCounts.set(key, { n, at: now });
+}
+
+interface Call {
+  key: string;
+  /** Indices in the request of the events this call carries, in order. */
+  indices: number[];
+  send: () => Promise<IngestResult>;
+}
+
+/**
+ * One call per stream, to its primary; or, for a stream spread over N > 1 shards, one call per shard
+ * its events map to: events with an id by a hash of the id (a retry reaches the same shard), the
+ * others in turn. Rejections the collector counted for a stream travel with its first call.
+ */
+function route(env: Env, tenant: string, streams: Map<string, StreamBatch>, now: number, ttl: number): Call[] {
+  const calls: Call[] = [];
+  for (const [name, b] of streams) {
+    const key = `${tenant}/${name}`;
+    const known = shardCounts.get(key);
+    const n = known && now - known.at <= ttl ? known.n : 1;
+    if (n <= 1) {
+      const req = { tenant, stream: name, events: b.events, invalid: b.invalid };
+      calls.push({
+        key,
+        indices: b.indices,
+        send: () => actor(env, tenant, name).ingest(req) as Promise<IngestResult>,
+      });
+      continue;
+    }
+    const parts = new Map<number, { events: StreamEvent[]; indices: number[] }>();
+    b.events.forEach((e, j) => {
+      const k = shardOf(e.id, n, spread++);
+      let part = parts.get(k);
+      if (part === undefined) {
+        part = { events: [], indices: [] };
+        parts.set(k, part);
+      }
+      part.events.push(e);
+      part.indices.push(b.indices[j]);
+    });
+    let first = true;
+    for (const [k, part] of parts) {
+      const req = { tenant, stream: name, events: part.events, invalid: first ? b.invalid : undefined, shard: k };
+      first = false;
+      calls.push({ key, indices: part.indices, send: () => shard(env, tenant, name, k).ingest(req) });
+    }
+  }
+  return calls;
+}
+
+/**
+ * Buffered ingest (queued.ts): the events go to the ingest queue and the reply, 202, says how many
+ * were queued; they are counted once the consumer has applied them.
+ */
+async function queuedReply(
+  env: Env,
+  tenant: string,
+  streams: Map<string, StreamBatch>,
+  rejected: Rejection[],
+  total: number,
+  now: number,
+): Promise<Response> {
+  const requestId = crypto.randomUUID();
+  // Each message with the request indices of its events, in the order they are sent.
+  const plan = [...streams].flatMap(([name, b]) => {
+    let offset = 0;
+    return toMessages(tenant, name, assignIds(b.events, requestId), b.invalid, requestId, now).map((msg) => {
+      const indices = b.indices.slice(offset, offset + msg.events.length);
+      offset += msg.events.length;
+      return { msg, indices };
+    });
+  });
+  // Streams whose events were all invalid still get their rejections counted (as without the queue).
+  const sent =
+    plan.length > 0
+      ? await enqueue(
+          env.INGEST_QUEUE,
+          plan.map((p) => p.msg),
+        )
+      : 0;
+  const queued = plan.slice(0, sent).reduce((n, p) => n + p.indices.length, 0);
+  // What the queue refused is not acknowledged: each such event is rejected as unavailable (resend it).
+  const unsent = plan.slice(sent).flatMap((p) => p.indices);
+  for (const index of unsent) {
+    rejected.push({ index, code: "stream_unavailable", message: EVENT_ERRORS.stream_unavailable });
+  }
+  rejected.sort((a, b) => a.index - b.index);
+  if (queued === 0 && unsent.length > 0) {
+    return Response.json(
+      errorBody("stream_unavailable", "The ingest queue could not take the events; retry the request.", {
+        queued: 0,
+        rejected,
+      }),
+      { status: 503, headers: { "Retry-After": "1" } },
+    );
+  }
+  if (queued === 0) {
+    return Response.json(errorBody("all_events_invalid", ERRORS.all_events_invalid.message, { queued, rejected }), {
+      status: 422,
+    });
+  }
+  return Response.json(
+    {
+      queued,
+      rejected,
+      mode: "queued",
+      request_id: requestId,
+      note: `${queued} of ${total} events are queued durably and counted once applied (usually within seconds); duplicates and late events are judged then, in the stream's counters.`,
+    },
+    { status: 202 },
+  );
 }
 
 collector.use(
@@ -100,7 +229,7 @@ collector.post("/v1/events", requireKey("ingest", { allowQueryKeyForText: true }
   };
   items.forEach((item, index) => {
     if (!item.ok) {
-      rejected.push({ index, code: "malformed_json", message: EVENT_ERRORS.malformed_json });
+      rejected.push({ index, code: item.code, message: EVENT_ERRORS[item.code] });
       return;
     }
     const v = validateEvent(item.value, now);
@@ -125,32 +254,27 @@ collector.post("/v1/events", requireKey("ingest", { allowQueryKeyForText: true }
     streams.delete(name);
   }
 
-  const entries = [...streams.entries()];
-  const results = await Promise.allSettled(
-    entries.map(
-      ([name, b]) =>
-        c.env.METRIC_ACTOR.getByName(`${tenantId}/${name}`).ingest({
-          tenant: tenantId,
-          stream: name,
-          events: b.events,
-          invalid: b.invalid,
-        }) as Promise<IngestResult>,
-    ),
-  );
+  if (c.req.query("mode") === "queued") return queuedReply(c.env, tenantId, streams, rejected, items.length, now);
+
+  const calls = route(c.env, tenantId, streams, now, config.SHARD_CACHE_MS);
+  const results = await Promise.allSettled(calls.map((call) => call.send()));
 
   const receipt: Receipt = { accepted: 0, duplicates: 0, rejected };
   let unavailable = 0;
+  const learnedAt = Date.now();
   results.forEach((r, k) => {
-    const b = entries[k][1];
+    const call = calls[k];
     if (r.status === "fulfilled") {
       receipt.accepted += r.value.accepted;
       receipt.duplicates += r.value.duplicates;
       for (const { i, code } of r.value.rejected) {
-        receipt.rejected.push({ index: b.indices[i], code, message: EVENT_ERRORS[code] });
+        receipt.rejected.push({ index: call.indices[i], code, message: EVENT_ERRORS[code] });
+        if (code === "stream_unavailable") unavailable++;
       }
+      if (r.value.shards !== undefined) learnShards(call.key, r.value.shards, learnedAt);
     } else {
-      unavailable += b.events.length;
-      for (const index of b.indices) {
+      unavailable += call.indices.length;
+      for (const index of call.indices) {
         receipt.rejected.push({ index, code: "stream_unavailable", message: EVENT_ERRORS.stream_unavailable });
       }
     }

@@ -5,36 +5,33 @@ import { keyFromProtocols } from "../../core/live";
 import type { KeyGrant } from "../../core/protocol";
 import { ApiError } from "./errors";
 import { rateLimit } from "./ratelimit";
-import { redisFor, within } from "./redis";
+import { grantKey, redisFor, within } from "./redis";
+import { directory, registry } from "./registry";
 import type { AppEnv } from "./types";
 
 /**
- * Verified keys, cached per isolate for KEY_CACHE_TTL_MS so the registry is
- * not asked on every request. Unknown keys are cached too (bounded), which
- * blunts guessing. Revoking through this isolate drops the entry at once;
- * other isolates see the revocation within the TTL.
+ * Verified keys, cached per isolate for KEY_CACHE_TTL_MS so the registries
+ * are not asked on every request. Unknown keys are cached too (bounded),
+ * which blunts guessing. Revoking through this isolate drops the entry at
+ * once; other isolates see the revocation within the TTL.
  */
 const MAX_CACHE_ENTRIES = 10_000;
 const cache = new Map<string, { grant: KeyGrant | null; expires: number }>();
 
 /** Redis copy of verified grants (shared by every isolate and location); dropped on revocation. */
 const REDIS_KEY_TTL_S = 300;
-const redisKey = (hash: string) => `ep:key:${hash}`;
 
-/** Forgets a key everywhere it is cached: this isolate, and the shared Redis cache. */
-export async function forgetKey(env: Env, keyId: string, hash: string | null): Promise<void> {
-  for (const [h, entry] of cache) if (entry.grant?.keyId === keyId) cache.delete(h);
+/**
+ * Forgets grants in this isolate and (bounded: a slow or failing Redis never fails the request) in
+ * Redis. The tenant's registry also retries the Redis delete until it succeeds.
+ */
+export async function forgetHashes(env: Env, hashes: string[], timeoutMs: number): Promise<void> {
+  for (const h of hashes) cache.delete(h);
   const redis = redisFor(env);
-  if (redis && hash) await redis.del(redisKey(hash));
+  if (redis && hashes.length > 0) await within(redis.del(...hashes.map(grantKey)), timeoutMs, 0);
 }
 
-/** Drops a grant by key hash from this isolate's cache and from Redis. */
-export async function forgetHash(env: Env, hash: string): Promise<void> {
-  cache.delete(hash);
-  const redis = redisFor(env);
-  if (redis) await redis.del(redisKey(hash));
-}
-
+/** Key hash → grant: isolate cache, then Redis, then the key directory and the tenant's registry. */
 async function lookup(env: Env, key: string, ttlMs: number, redisTimeoutMs: number): Promise<KeyGrant | null> {
   const hash = await hashKey(key);
   const now = Date.now();
@@ -42,13 +39,13 @@ async function lookup(env: Env, key: string, ttlMs: number, redisTimeoutMs: numb
   if (hit && hit.expires > now) return hit.grant;
   const redis = redisFor(env);
   let grant: KeyGrant | null | undefined;
-  if (redis)
-    grant = await within(redis.get<KeyGrant>(redisKey(hash)), redisTimeoutMs, undefined).then((g) => g ?? undefined);
+  if (redis) grant = (await within(redis.get<KeyGrant>(grantKey(hash)), redisTimeoutMs, null)) ?? undefined;
   if (grant === undefined) {
-    grant = (await env.TENANT_REGISTRY.getByName("global").verifyKey(hash)) as KeyGrant | null;
+    const tenant = await directory(env).tenantOf(hash);
+    grant = tenant === null ? null : ((await registry(env, tenant).verifyKey(hash)) as KeyGrant | null);
     // Only valid, unrevoked keys go to the shared cache; unknown keys stay in this isolate's short cache.
     if (redis && grant && !grant.revoked)
-      await within(redis.set(redisKey(hash), grant, { ex: REDIS_KEY_TTL_S }), redisTimeoutMs, null);
+      await within(redis.set(grantKey(hash), grant, { ex: REDIS_KEY_TTL_S }), redisTimeoutMs, null);
   }
   if (cache.size >= MAX_CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
   cache.set(hash, { grant, expires: now + ttlMs });
@@ -111,6 +108,7 @@ export function requireOperator(): MiddlewareHandler<AppEnv> {
     if (token === undefined)
       throw new ApiError("missing_key", "Send the operator token as 'Authorization: Bearer <ADMIN_TOKEN>'.");
     if (!(await secretsEqual(token, expected))) throw new ApiError("invalid_key", "The operator token is not valid.");
+    c.set("config", loadConfig(c.env as unknown as Record<string, unknown>));
     await next();
   };
 }

@@ -30,6 +30,10 @@ export function onError(err: Error, c: Context): Response {
     return c.json(errorBody(err.code, err.message, err.details), ERRORS[err.code].status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException) {
+    // Hono's JSON validator refuses a body that is not JSON with this message.
+    if (err.status === 400 && err.message === "Malformed JSON in request body") {
+      return c.json(errorBody("malformed_body", "The body must be a JSON object."), 400);
+    }
     const code: ErrorCode =
       err.status === 404 ? "not_found" : err.status === 405 ? "method_not_allowed" : "invalid_request";
     return c.json(errorBody(code, err.message || ERRORS[code].message), err.status);

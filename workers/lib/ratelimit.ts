@@ -28,10 +28,12 @@ function upstashLimiter(env: Env, kind: LimitKind, limit: number, timeoutMs: num
 
 /**
  * Per-tenant request limits, checked right after authentication and before
- * any body is read or actor woken. Upstash Redis when configured (fails open
- * after RATE_LIMIT_TIMEOUT_MS: a Redis outage must not become an ingest
- * outage, and acknowledged data is never at risk), else the tenant's
- * RateLimiter Durable Object.
+ * any body is read or actor woken. Upstash Redis when configured; it fails
+ * open, marked `X-RateLimit-Degraded`, when Redis is slow (after
+ * RATE_LIMIT_TIMEOUT_MS: `redis-timeout`) or failing in any other way
+ * (refused, DNS, 5xx, garbage: `redis-error`): a Redis outage must not become
+ * an ingest outage, and acknowledged data is never at risk. Without Redis,
+ * the tenant's RateLimiter Durable Object decides.
  */
 export function rateLimit(kind: LimitKind): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
@@ -43,9 +45,14 @@ export function rateLimit(kind: LimitKind): MiddlewareHandler<AppEnv> {
     const rl = upstashLimiter(c.env, kind, limit, config.RATE_LIMIT_TIMEOUT_MS);
     let d: LimitDecision;
     if (rl) {
-      const r = await rl.limit(tenantId);
-      d = { success: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
-      if (r.reason === "timeout") d.degraded = "redis-timeout";
+      try {
+        const r = await rl.limit(tenantId);
+        d = { success: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
+        if (r.reason === "timeout") d.degraded = "redis-timeout";
+      } catch {
+        // Refused, unresolvable, 5xx or garbage: fail open exactly like a timeout (limits protect capacity, not data).
+        d = { success: true, limit, remaining: limit, reset: Date.now() + 1000, degraded: "redis-error" };
+      }
     } else {
       d = (await c.env.RATE_LIMITER.getByName(tenantId).limit(kind, limit)) as LimitDecision;
     }

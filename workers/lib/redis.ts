@@ -18,7 +18,7 @@ export function redisFor(env: Env): Redis | null {
   return cached.client;
 }
 
-/** Resolves to the promise's value, or to `fallback` after `ms` (the promise is left to finish on its own). */
-export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
-  return Promise.race([p.catch(() => fallback), new Promise<T>((r) => setTimeout(() => r(fallback), ms))]);
-}
+export { within } from "../../core/async";
+
+/** Key of a cached grant in Redis. */
+export const grantKey = (hash: string) => `ep:key:${hash}`;

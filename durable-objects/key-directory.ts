@@ -1,0 +1,93 @@
+/**
+ * KeyDirectory: the one global object (addressed by the name "global"). It
+ * maps an API key's hash to its tenant and lists tenants for the operator;
+ * everything else about a tenant (its keys' scopes and revocation, limits,
+ * streams, rules, the webhook secret) lives in that tenant's own
+ * TenantRegistry. It is asked only on a key-cache miss.
+ *
+ * Bounds: one row per key and per tenant ever created (operator actions).
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Tenant } from "../core/protocol";
+import type { LegacyExport } from "./tenant-registry";
+
+const SCHEMA = [
+  "CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)",
+  "CREATE TABLE IF NOT EXISTS key_hashes (hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL) WITHOUT ROWID",
+  "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+];
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class KeyDirectory extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    ctx.blockConcurrencyWhile(async () => {
+      for (const stmt of SCHEMA) this.#sql.exec(stmt);
+      await this.#importLegacy();
+    });
+  }
+
+  /**
+   * One-time import from the single registry of earlier releases (the TenantRegistry named "global",
+   * which held every tenant): each tenant's registry takes its part, this directory takes the tenants
+   * and key hashes. Runs before the directory answers anything.
+   */
+  async #importLegacy(): Promise<void> {
+    if (this.#sql.exec("SELECT 1 FROM meta WHERE k = 'legacy_imported'").toArray().length > 0) return;
+    const legacy = (await this.env.TENANT_REGISTRY.getByName("global").exportLegacy()) as LegacyExport | null;
+    if (legacy !== null) {
+      for (const t of legacy.tenants) {
+        await this.env.TENANT_REGISTRY.getByName(t.id).importLegacy(legacy, t.id);
+      }
+      this.ctx.storage.transactionSync(() => {
+        for (const t of legacy.tenants) {
+          this.#sql.exec(
+            "INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES (?, ?, ?)",
+            t.id,
+            t.name,
+            t.created_at,
+          );
+        }
+        for (const k of legacy.keys) {
+          this.#sql.exec("INSERT OR IGNORE INTO key_hashes (hash, tenant_id) VALUES (?, ?)", k.hash, k.tenant_id);
+        }
+      });
+    }
+    this.#sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('legacy_imported', '1')");
+  }
+
+  addTenant(id: string, name: string, createdAt: number): Tenant {
+    this.#sql.exec("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)", id, name, createdAt);
+    return { id, name, created_at: iso(createdAt) };
+  }
+
+  hasTenant(id: string): boolean {
+    return this.#sql.exec("SELECT 1 FROM tenants WHERE id = ?", id).toArray().length > 0;
+  }
+
+  listTenants(): Tenant[] {
+    return this.#sql
+      .exec<{ id: string; name: string; created_at: number }>(
+        "SELECT id, name, created_at FROM tenants ORDER BY created_at, id",
+      )
+      .toArray()
+      .map((r) => ({ id: r.id, name: r.name, created_at: iso(r.created_at) }));
+  }
+
+  /** Records which tenant a key hash belongs to (before the tenant's registry stores the key). */
+  addKey(hash: string, tenantId: string): void {
+    this.#sql.exec("INSERT OR REPLACE INTO key_hashes (hash, tenant_id) VALUES (?, ?)", hash, tenantId);
+  }
+
+  /** The tenant a key hash belongs to, or null. */
+  tenantOf(hash: string): string | null {
+    return (
+      this.#sql.exec<{ tenant_id: string }>("SELECT tenant_id FROM key_hashes WHERE hash = ?", hash).toArray()[0]
+        ?.tenant_id ?? null
+    );
+  }
+}
