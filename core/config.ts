@@ -136,6 +136,13 @@ export const CONFIG = {
     description:
       "How long an isolate trusts what it last learned of a stream's shard count without hearing from the stream (ms); every ingest reply refreshes it.",
   },
+  SHARD_WAIT_MS: {
+    default: 10_000,
+    min: 100,
+    max: 60_000,
+    description:
+      "How long a request waits in a shard to be relayed to the stream's primary before it is refused with stream_unavailable (nothing sent, a retry is safe); one already relayed waits up to 6× as long for its answer (ms).",
+  },
   FLUSH_MAX_BACKOFF_MS: {
     default: 300_000,
     min: 1000,

@@ -27,6 +27,13 @@ export interface IngestResult {
   shards?: number;
 }
 
+/** Every event of a request refused as unavailable (the collector answers 503 with Retry-After). */
+export const unavailable = (req: IngestRequest): IngestResult => ({
+  accepted: 0,
+  duplicates: 0,
+  rejected: req.events.map((_, i) => ({ i, code: "stream_unavailable" as const })),
+});
+
 export interface StreamCounters {
   accepted: number;
   duplicates: number;

@@ -15,15 +15,10 @@
  * SHARD_QUEUE_MAX_EVENTS; past it, it refuses at once (stream_unavailable).
  */
 import { DurableObject } from "cloudflare:workers";
+import { Combiner } from "../core/combiner";
 import { type Config, loadConfig } from "../core/config";
-import type { IngestRequest, IngestResult } from "../core/protocol";
+import { type IngestRequest, type IngestResult, unavailable } from "../core/protocol";
 import { shardName } from "../core/shards";
-
-interface Waiting {
-  req: IngestRequest;
-  resolve: (r: IngestResult) => void;
-  reject: (e: unknown) => void;
-}
 
 export interface ShardStats {
   /** Requests relayed to the primary, and the calls that carried them. */
@@ -36,69 +31,41 @@ export interface ShardStats {
 
 export class StreamShard extends DurableObject<Env> {
   readonly #config: Config;
-  #waiting: Waiting[] = [];
-  #waitingEvents = 0;
-  #inFlight = false;
-  #scheduled = false;
-  readonly #stats: ShardStats = { requests: 0, relays: 0, refused: 0, waiting: 0 };
+  readonly #combiner: Combiner<IngestRequest, IngestResult>;
+  #refused = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#config = loadConfig(env as unknown as Record<string, unknown>);
+    this.#combiner = new Combiner({
+      maxWaiting: this.#config.SHARD_QUEUE_MAX_EVENTS,
+      weight: (req) => req.events.length,
+      maxWaitMs: this.#config.SHARD_WAIT_MS,
+    });
   }
 
   /** Relays one request's events (of this shard's stream) to the primary; resolves with the primary's receipt. */
   ingest(req: IngestRequest): Promise<IngestResult> {
-    if (this.#waitingEvents + req.events.length > this.#config.SHARD_QUEUE_MAX_EVENTS) {
-      // Full: every event is refused as unavailable (the collector answers 503 with Retry-After).
-      this.#stats.refused++;
-      return Promise.resolve({
-        accepted: 0,
-        duplicates: 0,
-        rejected: req.events.map((_, i) => ({ i, code: "stream_unavailable" as const })),
-      });
-    }
-    return new Promise((resolve, reject) => {
-      this.#waiting.push({ req, resolve, reject });
-      this.#waitingEvents += req.events.length;
-      this.#schedule();
-    });
+    const answer = this.#combiner.submit(req, (reqs) => this.#relay(reqs));
+    if (answer !== undefined) return answer;
+    this.#refused++;
+    return Promise.resolve(unavailable(req));
+  }
+
+  /** Several requests (an isolate's combined call): each relayed as if it came alone. */
+  ingestMany(reqs: IngestRequest[]): Promise<IngestResult[]> {
+    return Promise.all(reqs.map((r) => this.ingest(r)));
   }
 
   stats(): ShardStats {
-    return { ...this.#stats, waiting: this.#waiting.length };
+    const c = this.#combiner;
+    return { requests: c.carried, relays: c.calls, refused: this.#refused, waiting: c.waiting };
   }
 
-  /** Starts a relay on the next turn (so requests arriving together leave together), unless one is in flight. */
-  #schedule(): void {
-    if (this.#inFlight || this.#scheduled || this.#waiting.length === 0) return;
-    this.#scheduled = true;
-    setTimeout(() => {
-      this.#scheduled = false;
-      void this.#relay();
-    }, 0);
-  }
-
-  async #relay(): Promise<void> {
-    if (this.#inFlight || this.#waiting.length === 0) return;
-    this.#inFlight = true;
-    const group = this.#waiting;
-    this.#waiting = [];
-    this.#waitingEvents = 0;
-    try {
-      const first = group[0].req;
-      const primary = this.env.METRIC_ACTOR.getByName(shardName(first.tenant, first.stream, 0));
-      const { results, shards } = await primary.ingestRelayed(group.map((w) => w.req));
-      this.#stats.requests += group.length;
-      this.#stats.relays++;
-      group.forEach((w, i) => {
-        w.resolve({ ...results[i], shards });
-      });
-    } catch (err) {
-      for (const w of group) w.reject(err);
-    } finally {
-      this.#inFlight = false;
-      this.#schedule();
-    }
+  async #relay(group: IngestRequest[]): Promise<IngestResult[]> {
+    const first = group[0];
+    const primary = this.env.METRIC_ACTOR.getByName(shardName(first.tenant, first.stream, 0));
+    const { results, shards } = await primary.ingestRelayed(group);
+    return results.map((r) => ({ ...r, shards }));
   }
 }
