@@ -6,6 +6,7 @@ export interface BenchEvent {
   user: string;
 }
 
+import { nearestRank } from "../core/ddsketch";
 import { seededRandom } from "../core/random";
 
 /** `n` events for `streams` streams, stamped over the `spreadMs` before `now`. */
@@ -35,7 +36,7 @@ export function exact(events: BenchEvent[]) {
   return {
     count: events.length,
     sum: values.reduce((a, b) => a + b, 0),
-    p95: values[Math.floor(0.95 * (values.length - 1))],
+    p95: values[nearestRank(0.95, values.length)],
     distinct: new Set(events.map((e) => e.user)).size,
   };
 }

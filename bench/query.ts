@@ -46,6 +46,7 @@ import { type DuckDBAppender, DuckDBInstance, DuckDBTimestampMillisecondsValue }
 import { drizzle } from "drizzle-orm/node-postgres";
 import pg from "pg";
 import { Accumulator } from "../core/aggregate";
+import { nearestRank } from "../core/ddsketch";
 import { DimState } from "../core/dims";
 import { encodeRegisters, hashUser } from "../core/hll";
 import { type DimPeriodInsert, upsertDimPeriods, upsertPeriods } from "../db/history";
@@ -433,7 +434,7 @@ async function main() {
       if (e === undefined) continue;
       oracle.groups++;
       const values = e.values.sort((x, y) => x - y);
-      const p95 = values[Math.floor(0.95 * (values.length - 1))];
+      const p95 = values[nearestRank(0.95, values.length)];
       if (Number(row[1]) !== values.length) oracle.countsExact = false;
       const rel = (got: number, want: number) => Math.abs(got - want) / Math.abs(want);
       oracle.worstSumRelError = Math.max(oracle.worstSumRelError, rel(Number(row[2]), e.sum));

@@ -105,7 +105,7 @@ function accuracy() {
   values.sort((a, b) => a - b);
   const quantiles = Object.fromEntries(
     [0.5, 0.9, 0.95, 0.99].map((q) => {
-      const exact = values[Math.floor(q * (values.length - 1))];
+      const exact = values[Math.max(0, Math.ceil(q * values.length) - 1)];
       return [`p${q * 100}`, Math.abs((quantile(sketch, q) as number) - exact) / exact];
     }),
   );

@@ -7,7 +7,17 @@
  * merge exactly (counts and sums add, min/max compare, sketch bins add).
  */
 import { ByteReader, ByteWriter } from "./bytes";
-import { addEncoded, addValue, type Bins, EMPTY_ENCODED, encodeBins, freeze, MAX_BINS, quantile } from "./ddsketch";
+import {
+  addEncoded,
+  addValue,
+  type Bins,
+  EMPTY_ENCODED,
+  encodeBins,
+  freeze,
+  MAX_BINS,
+  nearestRank,
+  quantile,
+} from "./ddsketch";
 
 export interface Aggregate {
   count: number;
@@ -104,12 +114,21 @@ export class Accumulator {
     };
   }
 
-  /** The figures over `seconds`; quantiles are clamped to the exact min and max. */
+  /**
+   * The figures over `seconds`. Quantiles by nearest rank (core/ddsketch.ts): the first and last
+   * ranks are the exact min and max, the others within 1 % and clamped to them.
+   */
   figures(seconds: number, distinctUsers: number): Figures {
     const has = this.valueCount > 0;
     const sketch = has ? freeze(this.bins) : null;
-    const q = (p: number): number | null =>
-      sketch === null ? null : Math.min(this.max, Math.max(this.min, quantile(sketch, p, this.valueCount) as number));
+    const n = this.valueCount;
+    const q = (p: number): number | null => {
+      if (sketch === null) return null;
+      const rank = nearestRank(p, n);
+      if (rank === 0) return this.min;
+      if (rank === n - 1) return this.max;
+      return Math.min(this.max, Math.max(this.min, quantile(sketch, p, n) as number));
+    };
     return {
       count: this.count,
       rate: this.count / seconds,

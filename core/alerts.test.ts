@@ -11,6 +11,7 @@ import {
   stateAfterEdit,
   type TransitionKind,
   validateRule,
+  verifyWebhook,
 } from "./alerts";
 import type { Figures } from "./window";
 
@@ -236,6 +237,19 @@ describe("webhook signing and retries", () => {
       "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
     );
     expect(await signWebhook("key", 1700000000, '{"a":1}')).toBe(await hmac("key", '1700000000.{"a":1}'));
+  });
+
+  it("verifies a signature: valid, tampered body, wrong secret, replayed outside the tolerance, malformed", async () => {
+    const body = '{"kind":"firing"}';
+    const t = 1_700_000_000;
+    const header = `t=${t},v1=${await signWebhook("whsec", t, body)}`;
+    expect(await verifyWebhook(header, body, "whsec", t + 10)).toBe("valid");
+    expect(await verifyWebhook(header, '{"kind":"resolved"}', "whsec", t)).toBe("mismatch");
+    expect(await verifyWebhook(header, body, "other", t)).toBe("mismatch");
+    expect(await verifyWebhook(header, body, "whsec", t + 301)).toBe("expired");
+    expect(await verifyWebhook(header, body, "whsec", t - 301)).toBe("expired");
+    expect(await verifyWebhook(undefined, body, "whsec", t)).toBe("missing");
+    expect(await verifyWebhook("v1=abc", body, "whsec", t)).toBe("malformed");
   });
 
   it("backs off exponentially up to five minutes", () => {

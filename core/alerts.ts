@@ -353,6 +353,39 @@ export async function signWebhook(secret: string, timestamp: number, body: strin
 
 export const SIGNATURE_HEADER = "x-edgepulse-signature";
 
+/** How far a webhook's signed timestamp may be from the receiver's clock (s) before it is refused as a replay. */
+export const SIGNATURE_TOLERANCE_S = 300;
+
+export type SignatureCheck = "valid" | "missing" | "malformed" | "mismatch" | "expired";
+
+/**
+ * Checks an `X-Edgepulse-Signature: t=<unix s>,v1=<hex>` header against the raw body and the tenant's
+ * secret: the MAC must match (compared in constant time) and `t` lie within `toleranceS` of `nowS`.
+ */
+export async function verifyWebhook(
+  header: string | null | undefined,
+  body: string,
+  secret: string,
+  nowS: number,
+  toleranceS = SIGNATURE_TOLERANCE_S,
+): Promise<SignatureCheck> {
+  if (!header) return "missing";
+  const parts = new Map(
+    header.split(",").map((p) => {
+      const i = p.indexOf("=");
+      return [p.slice(0, i).trim(), p.slice(i + 1).trim()] as const;
+    }),
+  );
+  const t = Number(parts.get("t"));
+  const v1 = parts.get("v1");
+  if (!Number.isInteger(t) || !v1 || !/^[0-9a-f]{64}$/.test(v1)) return "malformed";
+  const want = await signWebhook(secret, t, body);
+  let diff = 0;
+  for (let i = 0; i < want.length; i++) diff |= want.charCodeAt(i) ^ v1.charCodeAt(i);
+  if (diff !== 0) return "mismatch";
+  return Math.abs(nowS - t) > toleranceS ? "expired" : "valid";
+}
+
 /** Retry schedule for webhook deliveries: 1 s, 2 s, 4 s … capped at 5 min; given up after this many attempts. */
 export const DELIVERY_MAX_ATTEMPTS = 12;
 export function deliveryBackoffMs(attempts: number): number {

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { Accumulator } from "./aggregate";
 import {
   addEncoded,
   addValue,
@@ -11,12 +12,14 @@ import {
   keyOf,
   MAX_BINS,
   merge,
+  nearestRank,
   quantile,
   valueOfKey,
 } from "./ddsketch";
 import { seededRandom } from "./random";
 
-const exactQuantile = (sorted: number[], q: number) => sorted[Math.floor(q * (sorted.length - 1))];
+/** Nearest rank: the smallest value with at least q·n values at or below it. */
+const exactQuantile = (sorted: number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)];
 const relErr = (got: number, want: number) => (want === 0 ? Math.abs(got) : Math.abs(got - want) / Math.abs(want));
 
 function sketchOf(values: number[]) {
@@ -181,5 +184,28 @@ describe("DDSketch", () => {
     expect(Array.from(back.keys)).toEqual(Array.from(s.keys));
     expect(Array.from(back.counts)).toEqual(Array.from(s.counts));
     expect(() => decode(new Uint8Array([1, 2, 3]))).toThrow();
+  });
+});
+
+describe("percentiles of small samples (nearest rank, as PostgreSQL's percentile_disc)", () => {
+  const figuresOf = (values: number[]) => {
+    const acc = new Accumulator();
+    for (const v of values) acc.addEvent(v);
+    return acc.figures(60, 0);
+  };
+  it("p50 of two values is the smaller, p90/p95/p99 the larger, exactly", () => {
+    expect(figuresOf([80, 129.5])).toMatchObject({ p50: 80, p90: 129.5, p95: 129.5, p99: 129.5 });
+    expect(figuresOf([129.5, 80])).toMatchObject({ p50: 80, p99: 129.5 });
+  });
+  it("one value is every percentile; three values give the middle one for p50", () => {
+    expect(figuresOf([42])).toMatchObject({ p50: 42, p90: 42, p95: 42, p99: 42 });
+    const f = figuresOf([10, 20, 1000]);
+    expect(Math.abs((f.p50 as number) - 20) / 20).toBeLessThanOrEqual(0.01);
+    expect(f.p99).toBe(1000);
+  });
+  it("ranks: p of n values is the ceil(p·n)-th smallest", () => {
+    expect([0, 0.5, 0.9, 0.99, 1].map((q) => nearestRank(q, 10))).toEqual([0, 4, 8, 9, 9]);
+    expect(nearestRank(0.5, 1)).toBe(0);
+    expect(nearestRank(0.95, 100)).toBe(94);
   });
 });

@@ -12,7 +12,7 @@
  * lowest bin kept, as DDSketch's collapsing-lowest stores do. Collapsing only
  * ever moves values upward, so:
  *   the answer for quantile q keeps the 1 % guarantee whenever the exact
- *   value at rank floor(q·(n−1)) is at or above the lowest key kept;
+ *   value at rank nearestRank(q, n) is at or above the lowest key kept;
  * in words: high quantiles (p50, p90, p95, p99 in practice) stay exact to
  * 1 % and only the low tail of a pathological spread loses resolution.
  * 2048 bins span a value ratio of 1.0202^2048 ≈ 10^17, far more than any
@@ -104,13 +104,22 @@ export function totalCount(s: Sketch): number {
 }
 
 /**
+ * The rank (0-based, in the sorted values) of quantile q among n values: the nearest-rank
+ * definition, as PostgreSQL's percentile_disc — the smallest value with at least q·n values at or
+ * below it. So p50 of two values is the smaller, p90/p95/p99 of two values the larger.
+ */
+export function nearestRank(q: number, n: number): number {
+  return Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1));
+}
+
+/**
  * The value at quantile q (0..1): within 1 % of the exact element of rank
- * floor(q * (n - 1)) in the sorted input (see the collapsing note above).
+ * nearestRank(q, n) in the sorted input (see the collapsing note above).
  * Undefined for an empty sketch.
  */
 export function quantile(s: Sketch, q: number, n = totalCount(s)): number | undefined {
   if (n === 0 || !(q >= 0 && q <= 1)) return undefined;
-  const rank = Math.floor(q * (n - 1));
+  const rank = nearestRank(q, n);
   let seen = 0;
   for (let i = 0; i < s.keys.length; i++) {
     seen += s.counts[i];

@@ -20,6 +20,7 @@ export const ERRORS = {
   insufficient_scope: { status: 403, message: "The API key's scope does not allow this." },
   admin_disabled: { status: 503, message: "Set the ADMIN_TOKEN secret to use the operator API." },
   invalid_request: { status: 400, message: "The request is not valid." },
+  unknown_parameter: { status: 400, message: "The request has a query parameter this endpoint does not take." },
   invalid_window: { status: 400, message: "window must be one of 1m, 5m, 15m, 1h." },
   invalid_stream_name: { status: 400, message: "Stream names match [A-Za-z0-9_.:-]{1,128} and are not only dots." },
   not_found: { status: 404, message: "No such resource." },
@@ -77,6 +78,30 @@ export const EVENT_ERRORS = {
 } as const;
 
 export type EventErrorCode = keyof typeof EVENT_ERRORS;
+
+/** Event-time limits a rejection message states (the deployment's own ALLOWED_LATENESS_MS and MAX_FUTURE_SKEW_MS). */
+export interface TimeLimits {
+  ALLOWED_LATENESS_MS: number;
+  MAX_FUTURE_SKEW_MS: number;
+}
+
+const duration = (ms: number): string =>
+  ms % 3_600_000 === 0 && ms > 0
+    ? `${ms / 3_600_000} h`
+    : ms % 60_000 === 0 && ms > 0
+      ? `${ms / 60_000} min`
+      : `${ms / 1000} s`;
+
+/** A rejection's message, with the limit it refers to where there is one. */
+export function eventErrorMessage(code: EventErrorCode, limits: TimeLimits): string {
+  if (code === "too_late") {
+    return `The event is older than the allowed lateness: ts must be at most ${duration(limits.ALLOWED_LATENESS_MS)} before the server's clock (ALLOWED_LATENESS_MS).`;
+  }
+  if (code === "too_far_in_future") {
+    return `The event's ts is too far in the future: at most ${duration(limits.MAX_FUTURE_SKEW_MS)} ahead of the server's clock (MAX_FUTURE_SKEW_MS); check the sender's clock.`;
+  }
+  return EVENT_ERRORS[code];
+}
 
 export interface Rejection {
   index: number;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_CONFIG, loadConfig } from "./config";
+import { EVENT_ERRORS, eventErrorMessage } from "./errors";
 import { admitTime, bodyFormat, decodeBody, isStreamName, MAX_ABS_VALUE, parseTimestamp, validateEvent } from "./event";
 
 const NOW = Date.UTC(2026, 10, 22, 10, 0, 0);
@@ -187,5 +188,19 @@ describe("names and values that cannot be served", () => {
     expect(validateEvent({ name: "a", value: MAX_ABS_VALUE }, NOW)).toMatchObject({ ok: true });
     expect(validateEvent({ name: "a", value: -MAX_ABS_VALUE }, NOW)).toMatchObject({ ok: true });
     expect(validateEvent({ name: "a", value: 5e-324 }, NOW)).toMatchObject({ ok: true });
+  });
+
+  it("says a value like 1e400 is out of range (JSON parses it to Infinity), not 'null'", () => {
+    const v = validateEvent(JSON.parse('{"name":"a","value":1e400}'), NOW);
+    expect(v).toMatchObject({ ok: false, code: "invalid_value" });
+    expect(v.ok === false && v.message).toContain("beyond the range of a double");
+    expect(v.ok === false && v.message).not.toContain("null");
+  });
+
+  it("states the deployment's time limits in too_late and too_far_in_future messages", () => {
+    const limits = { ALLOWED_LATENESS_MS: 3_600_000, MAX_FUTURE_SKEW_MS: 90_000 };
+    expect(eventErrorMessage("too_late", limits)).toContain("at most 1 h before");
+    expect(eventErrorMessage("too_far_in_future", limits)).toContain("at most 90 s ahead");
+    expect(eventErrorMessage("invalid_user", limits)).toBe(EVENT_ERRORS.invalid_user);
   });
 });

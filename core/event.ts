@@ -80,6 +80,10 @@ export function parseTimestamp(raw: unknown): number | undefined {
 }
 
 const describe = (v: unknown): string => {
+  // JSON numbers beyond ±1.8e308 parse to ±Infinity (JSON.stringify would say "null").
+  if (typeof v === "number" && !Number.isFinite(v)) {
+    return Number.isNaN(v) ? "NaN" : "a number beyond the range of a double (±1.8e308)";
+  }
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 40 ? `${s.slice(0, 40)}…` : s;
 };

@@ -9,7 +9,7 @@ import { SCOPES } from "./keys";
 import { MAX_SHARDS } from "./shards";
 
 export const TenantCreate = z.strictObject({
-  name: z.string().min(1).max(128).default("unnamed").describe("A label for the tenant."),
+  name: z.string().trim().min(1).max(128).describe("A label for the tenant (required)."),
 });
 
 export const KeyCreate = z.strictObject({

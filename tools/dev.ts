@@ -381,18 +381,24 @@ async function main(): Promise<void> {
       `rate limits and key cache: ${redis.label}`,
       `operator token (ADMIN_TOKEN, kept in ${args.vars}): ${token}`,
       "",
-      "Create a tenant (prints one admin, ingest and read key):",
-      `  curl -s -X POST ${url}/v1/admin/tenants -H 'authorization: Bearer ${token}' -H 'content-type: application/json' -d '{"name":"my-app"}'`,
+      "Create a tenant and keep its keys in $ADMIN, $INGEST and $READ (paste into a POSIX shell):",
+      `  eval "$(curl -s -X POST ${url}/v1/admin/tenants -H 'authorization: Bearer ${token}' -H 'content-type: application/json' -d '{"name":"my-app"}' | ${KEYS_TO_EXPORTS})"`,
       "Send events and read live metrics and history:",
-      `  curl -s -X POST ${url}/v1/events -H 'authorization: Bearer <ingest key>' -H 'content-type: application/json' -d '[{"name":"checkout","value":120,"user":"u1"}]'`,
-      `  curl -s ${url}/v1/streams/checkout -H 'authorization: Bearer <read key>'`,
-      `  curl -s '${url}/v1/streams/checkout/history?step=1m' -H 'authorization: Bearer <read key>'`,
+      `  curl -s -X POST ${url}/v1/events -H "authorization: Bearer $INGEST" -H 'content-type: application/json' -d '${QUICK_START_EVENTS}'`,
+      `  curl -s '${url}/v1/streams/checkout.completed?window=5m' -H "authorization: Bearer $READ"`,
+      `  curl -s '${url}/v1/streams/checkout.completed/history?step=1m' -H "authorization: Bearer $READ"`,
       "",
       "READY",
       "",
     ].join("\n"),
   );
 }
+
+/** Reads the tenant-creation reply on stdin and prints `export ADMIN=… INGEST=… READ=…` lines (the README's quick start). */
+const KEYS_TO_EXPORTS = `node -e 'for (const k of JSON.parse(require("fs").readFileSync(0, "utf8")).keys) console.log(\`export \${k.scope.toUpperCase()}=\${k.key}\`)'`;
+/** The quick start's events: the same stream as the README and the demo's checkouts. */
+const QUICK_START_EVENTS =
+  '[{"name":"checkout.completed","value":129.5,"user":"u_1"},{"name":"checkout.completed","value":80,"user":"u_2"}]';
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   main().catch(async (err) => {

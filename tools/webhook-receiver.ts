@@ -3,11 +3,18 @@
  * path, answers 200, or 503 while switched down. Used by the tests and the
  * alert benchmark; handy to watch alerts locally too:
  *
- *   npx tsx tools/webhook-receiver.ts 8788   # then use http://127.0.0.1:8788/hook/mine as a target
+ *   npx tsx tools/webhook-receiver.ts 8788 [secret]
+ *
+ * then use http://127.0.0.1:8788/hook/<name> as an alert target (any name).
+ * Each delivery is printed with its headers, its body and, given the
+ * tenant's signing secret (`GET /v1/alerts/secret`, or the
+ * EDGEPULSE_WEBHOOK_SECRET environment variable), whether its signature
+ * verifies (valid / mismatch / expired / missing / malformed).
  *
  * Control: POST /__down/<name>, POST /__up/<name>, GET /__received/<name>.
  */
 import { createServer, type Server } from "node:http";
+import { SIGNATURE_HEADER, verifyWebhook } from "../core/alerts";
 
 export interface Received {
   at: number;
@@ -78,7 +85,20 @@ export function startReceiver(
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  const secret = process.argv[3] ?? process.env.EDGEPULSE_WEBHOOK_SECRET;
   startReceiver(Number(process.argv[2] ?? 8788), {
-    onDelivery: (name, r) => process.stdout.write(`${new Date(r.at).toISOString()} ${name} ${r.body}\n`),
-  }).then((r) => process.stdout.write(`webhook receiver on ${r.url}/hook/<name>\n`));
+    onDelivery: (name, r) => {
+      const lines = [`${new Date(r.at).toISOString()} POST /hook/${name} → ${r.status}`];
+      for (const [k, v] of Object.entries(r.headers)) lines.push(`  ${k}: ${v}`);
+      lines.push(`  body: ${r.body}`);
+      const check = secret
+        ? verifyWebhook(r.headers[SIGNATURE_HEADER], r.body, secret, Math.floor(r.at / 1000))
+        : Promise.resolve("not checked (give the secret as the second argument)");
+      void check.then((verdict) => process.stdout.write(`${lines.join("\n")}\n  signature: ${verdict}\n\n`));
+    },
+  }).then((r) =>
+    process.stdout.write(
+      `webhook receiver on ${r.url}/hook/<name> (any name; POST /__down/<name> makes it answer 503)${secret ? ", verifying signatures" : ""}\n`,
+    ),
+  );
 }

@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import { aggregator } from "./aggregator/app";
 import { collector } from "./collector/app";
 import { consume } from "./collector/queued";
+import { corsFrom } from "./lib/cors";
 import { notFound, onError } from "./lib/errors";
 import { securityHeaders } from "./lib/security";
 import type { AppEnv } from "./lib/types";
@@ -21,10 +22,13 @@ export { TenantRegistry } from "../durable-objects/tenant-registry";
 export const app = new Hono<AppEnv>();
 // Security headers on every API response (the dashboard's come from dashboard/_headers).
 app.use("*", securityHeaders());
+// CORS for the read and control API (ingest has its own, workers/lib/cors.ts), before any route answers.
+const readCors = corsFrom("CORS_READ_ORIGINS", "", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+app.use("/v1/*", (c, next) => (c.req.path === "/v1/events" ? next() : readCors(c, next)));
 app.route("/", collector);
 app.route("/", aggregator);
 app.onError(onError);
-app.notFound(notFound);
+app.notFound((c) => notFound(c, app.routes));
 
 export default {
   fetch: app.fetch,

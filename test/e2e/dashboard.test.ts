@@ -104,7 +104,12 @@ describe("dashboard in Chromium", () => {
       { name: "checkout", value: "oops" },
     ]);
     await expect.poll(() => count.textContent(), { timeout: 5_000 }).toBe("13");
-    await expect.poll(() => page.locator('[data-testid="stat-rejected"] .value').textContent()).toBe("1");
+    await expect
+      .poll(() => page.locator('[data-testid="stat-rejected"] .value').textContent(), {
+        timeout: 10_000,
+        interval: 100,
+      })
+      .toBe("1");
     await page.getByTestId("chart-latency").locator("canvas").waitFor();
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-stream.png"), fullPage: true });
     // Usable on a phone too.
@@ -150,13 +155,19 @@ describe("dashboard in Chromium", () => {
     await page.getByTestId("alerts-link").click();
     const rules = page.getByTestId("alert-rules");
     await expect.poll(() => rules.textContent(), { timeout: 10_000 }).toContain("firing");
-    await expect.poll(() => page.getByTestId("alert-events").textContent()).toContain("too many signups");
+    await expect
+      .poll(() => page.getByTestId("alert-events").textContent(), { timeout: 10_000, interval: 100 })
+      .toContain("too many signups");
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-alerts.png"), fullPage: true });
     await page.goto(`${stack.url}/#/stream/checkout`);
   });
 
   it("reconnects and catches up after the server drops the socket", async () => {
     const state = page.getByTestId("status");
+    // The 1h window: the restart can take longer than a minute, and the 1m window would drop the first events.
+    const count = page.locator('[data-testid="stat-count"] .value');
+    await page.getByTestId("window-1h").click();
+    await expect.poll(() => count.textContent(), { timeout: 10_000, interval: 100 }).toBe("13");
     await stack.stop();
     await expect.poll(() => state.getAttribute("data-state"), { timeout: 10_000 }).toBe("reconnecting");
     stack = await startStack({
@@ -167,9 +178,7 @@ describe("dashboard in Chromium", () => {
     });
     await expect.poll(() => state.getAttribute("data-state"), { timeout: 30_000 }).toBe("connected");
     await send([{ name: "checkout", value: 50, user: "x" }]);
-    await expect
-      .poll(() => page.locator('[data-testid="stat-count"] .value').textContent(), { timeout: 10_000 })
-      .toBe("14");
+    await expect.poll(() => count.textContent(), { timeout: 10_000 }).toBe("14");
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-reconnected.png"), fullPage: true });
   }, 120_000);
 
@@ -223,7 +232,9 @@ describe("dashboard in Chromium", () => {
     const stat = (id: string) => page.locator(`[data-testid="stat-${id}"] .value`);
     await expect.poll(() => stat("count").textContent(), { timeout: 10_000 }).toBe("3");
     expect(await stat("mean").textContent()).toBe("20"); // DE's (10 + 20 + 30) / 3; the whole stream's is 30
-    await expect.poll(() => page.locator('[data-testid^="breakdown-row-"]').count()).toBe(1);
+    await expect
+      .poll(() => page.locator('[data-testid^="breakdown-row-"]').count(), { timeout: 10_000, interval: 100 })
+      .toBe(1);
     expect(await page.getByTestId("chart-rate").isHidden()).toBe(true); // per-second charts are the whole stream's
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-filtered.png"), fullPage: true });
 
@@ -235,10 +246,10 @@ describe("dashboard in Chromium", () => {
 
     // Clearing it shows the whole stream again, from the live socket.
     await page.getByTestId("filter-clear").click();
-    await expect.poll(() => new URL(page.url()).hash).toBe("#/stream/orders");
+    await expect.poll(() => new URL(page.url()).hash, { timeout: 10_000, interval: 100 }).toBe("#/stream/orders");
     expect(await chip.count()).toBe(0);
     await expect.poll(() => stat("count").textContent(), { timeout: 10_000 }).toBe("5");
-  });
+  }, 120_000);
 
   it("builds a query, keeps it in the URL, exports CSV, and shows the server's refusals", async () => {
     await page.getByTestId("query-link").click();
@@ -279,7 +290,9 @@ describe("dashboard in Chromium", () => {
     await page.getByTestId("q-run").click();
     const chart = page.getByTestId("query-chart");
     await chart.locator("canvas").waitFor({ timeout: 10_000 });
-    await expect.poll(() => chart.locator(".u-legend").textContent()).toMatch(/DE.*FR/);
+    await expect
+      .poll(() => chart.locator(".u-legend").textContent(), { timeout: 10_000, interval: 100 })
+      .toMatch(/DE.*FR/);
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-query-step.png"), fullPage: true });
 
     // Refusals: the server's invalid_query message, shown as it is.
@@ -298,5 +311,5 @@ describe("dashboard in Chromium", () => {
       expect(await page.getByTestId("query-table").count()).toBe(0);
     }
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-query-error.png"), fullPage: true });
-  });
+  }, 120_000);
 });

@@ -115,9 +115,9 @@ describe("npm start's process on a signal", () => {
 
       const left = procs.filter((p) => !isLoaderHelper(p) && running(p));
       expect(left.map((p) => `${p.pid} ${p.cmd}`)).toEqual([]);
-      await vi.waitFor(() => expect(procs.filter(running)).toEqual([]));
+      await vi.waitFor(() => expect(procs.filter(running)).toEqual([]), { timeout: 10_000, interval: 100 });
       expect(await accepts(s.port)).toBe(false);
       expect(await accepts(bridgePort)).toBe(false);
-    }, 20_000);
+    }, 60_000);
   }
 });

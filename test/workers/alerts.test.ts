@@ -225,18 +225,21 @@ describe("alerts evaluated in the actor, delivered to webhooks", () => {
       }
     });
     await sendJson(t.ingest, [{ name: "pruned" }]);
-    await vi.waitFor(async () => {
-      const count = (where: string) =>
-        runInDurableObject(
-          actor(t, "pruned"),
-          (_i, state) =>
-            state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM alert_events WHERE ${where}`).one().n,
-        );
-      // The oldest are gone, the new firing transition is kept, and exactly 1,000 remain.
-      expect(await count("id IN ('old-0', 'old-99')")).toBe(0);
-      expect(await count("id LIKE '%:firing:%'")).toBe(1);
-      expect(await count("1 = 1")).toBe(1000);
-    });
+    await vi.waitFor(
+      async () => {
+        const count = (where: string) =>
+          runInDurableObject(
+            actor(t, "pruned"),
+            (_i, state) =>
+              state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM alert_events WHERE ${where}`).one().n,
+          );
+        // The oldest are gone, the new firing transition is kept, and exactly 1,000 remain.
+        expect(await count("id IN ('old-0', 'old-99')")).toBe(0);
+        expect(await count("id LIKE '%:firing:%'")).toBe(1);
+        expect(await count("1 = 1")).toBe(1000);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
   });
 
   it("keeps a pending alert's timer across eviction and fires after `for`", async () => {
@@ -247,17 +250,21 @@ describe("alerts evaluated in the actor, delivered to webhooks", () => {
       aggregate: "max",
       window: "1m",
       threshold: 100,
-      for: "600ms",
+      // Long enough that "pending" is seen however slowly the machine runs, short enough to fire within the test.
+      for: "8s",
       targets: [`${RECEIVER}/hook/${hook}`],
     });
     await sendJson(t.ingest, [{ name: "latency", value: 500 }]);
-    // Evaluated as data arrives (coalesced over a few ms): pending, waiting out `for`.
-    await vi.waitFor(async () => {
-      const st = (await (await api("GET", "/v1/alerts/rules", t.read)).json()) as {
-        rules: Array<{ state: { state: string } }>;
-      };
-      expect(st.rules[0].state.state).toBe("pending");
-    });
+    // Evaluated as data arrives (coalesced over a few ms): pending, waiting out `for` (past it, it would fire).
+    await vi.waitFor(
+      async () => {
+        const st = (await (await api("GET", "/v1/alerts/rules", t.read)).json()) as {
+          rules: Array<{ state: { state: string } }>;
+        };
+        expect(st.rules[0].state.state).toBe("pending");
+      },
+      { timeout: 8_000, interval: 50 },
+    );
     await abortAllDurableObjects();
     const [got] = await untilDelivered(t, "latency", async () => {
       const r = await received(hook);
@@ -265,5 +272,5 @@ describe("alerts evaluated in the actor, delivered to webhooks", () => {
       return r;
     });
     expect((await verify(t, got)).kind).toBe("firing");
-  });
+  }, 60_000);
 });

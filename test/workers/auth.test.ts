@@ -1,5 +1,7 @@
-import { SELF } from "cloudflare:test";
+import { createExecutionContext, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { app } from "../../workers/index";
+import { testEnv } from "./env";
 import { ADMIN_TOKEN, BASE, createTenant, expectError, get, send, sendJson, stream } from "./helpers";
 
 const call = (method: string, path: string, token?: string, body?: unknown) =>
@@ -72,6 +74,12 @@ describe("operator API", () => {
   it("needs the operator token", async () => {
     await expectError(await call("POST", "/v1/admin/tenants", undefined, { name: "x" }), 401, "missing_key");
     await expectError(await call("POST", "/v1/admin/tenants", "wrong", { name: "x" }), 401, "invalid_key");
+    // A tenant needs a name.
+    for (const body of [{}, { name: "" }, { name: "   " }]) {
+      const res = await call("POST", "/v1/admin/tenants", ADMIN_TOKEN, body);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message).toContain("name");
+    }
     const t = await createTenant();
     await expectError(await call("GET", "/v1/admin/tenants", t.admin), 401, "invalid_key");
   });
@@ -117,5 +125,95 @@ describe("tenant isolation", () => {
     expect(bKeys).not.toContain(a.keyIds.read);
     await expectError(await call("DELETE", `/v1/keys/${a.keyIds.read}`, b.admin), 404, "key_not_found");
     expect((await get("/v1/streams", a.read)).status).toBe(200);
+  });
+});
+
+describe("routes", () => {
+  it("answers a known path with the wrong method 405 and Allow, an unknown path 404", async () => {
+    const events = await SELF.fetch(`${BASE}/v1/events`);
+    expect(events.status).toBe(405);
+    expect(events.headers.get("allow")).toBe("POST");
+    expect(await events.json()).toMatchObject({ error: { code: "method_not_allowed" } });
+    const stream = await SELF.fetch(`${BASE}/v1/streams/orders`, { method: "DELETE" });
+    expect(stream.status).toBe(405);
+    expect(stream.headers.get("allow")).toBe("GET, HEAD");
+    const rule = await SELF.fetch(`${BASE}/v1/alerts/rules/r1`, { method: "POST" });
+    expect(rule.headers.get("allow")).toBe("DELETE, GET, HEAD, PATCH");
+    const nowhere = await SELF.fetch(`${BASE}/v1/nowhere`);
+    expect(nowhere.status).toBe(404);
+    expect(await nowhere.json()).toMatchObject({ error: { code: "not_found" } });
+  });
+});
+
+describe("CORS", () => {
+  const withEnv = (overrides: Record<string, string>) => {
+    const e = { ...testEnv, ...overrides } as unknown as Env;
+    return (path: string, init: RequestInit = {}) => app.request(`${BASE}${path}`, init, e, createExecutionContext());
+  };
+
+  it("lets configured origins call the read API (preflight and response), and no other origin", async () => {
+    const t = await createTenant();
+    await sendJson(t.ingest, [{ name: "cors", value: 1 }]);
+    const call = withEnv({ CORS_READ_ORIGINS: "https://app.example, https://admin.example" });
+    const preflight = await call("/v1/streams/cors", {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "authorization",
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+    const read = await call("/v1/streams/cors", {
+      headers: { origin: "https://admin.example", authorization: `Bearer ${t.read}` },
+    });
+    expect(read.status).toBe(200);
+    expect(read.headers.get("access-control-allow-origin")).toBe("https://admin.example");
+    expect(read.headers.get("access-control-expose-headers")).toContain("RateLimit-Remaining");
+    const other = await call("/v1/streams/cors", {
+      headers: { origin: "https://evil.example", authorization: `Bearer ${t.read}` },
+    });
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("allows no browser origin on the read API by default, while ingest allows any", async () => {
+    const t = await createTenant();
+    const read = await SELF.fetch(`${BASE}/v1/streams`, {
+      headers: { origin: "https://app.example", authorization: `Bearer ${t.read}` },
+    });
+    expect(read.status).toBe(200);
+    expect(read.headers.get("access-control-allow-origin")).toBeNull();
+    const ingest = await SELF.fetch(`${BASE}/v1/events`, {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "POST" },
+    });
+    expect(ingest.headers.get("access-control-allow-origin")).toBe("*");
+  });
+});
+
+describe("query parameters", () => {
+  it("refuses parameters an endpoint does not take, naming them and the ones it takes", async () => {
+    const t = await createTenant();
+    await sendJson(t.ingest, [{ name: "params", value: 1 }]);
+    const typo = await get("/v1/streams/params?windw=5m", t.read);
+    expect(typo.status).toBe(400);
+    const body = (await typo.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("unknown_parameter");
+    expect(body.error.message).toContain("'windw'");
+    expect(body.error.message).toContain("'window'");
+    expect((await get("/v1/streams/params?window=5m", t.read)).status).toBe(200);
+    await expectError(await get("/v1/tenant?verbose=1", t.read), 400, "unknown_parameter");
+    await expectError(
+      await send(t.ingest, JSON.stringify([{ name: "params" }]), {}, "?mdoe=queued"),
+      400,
+      "unknown_parameter",
+    );
+    await expectError(
+      await send(t.ingest, JSON.stringify([{ name: "params" }]), {}, "?mode=later"),
+      400,
+      "invalid_request",
+    );
   });
 });

@@ -64,6 +64,9 @@ describe("POST /v1/events", () => {
       [6, "unknown_field"],
     ]);
     for (const r of receipt.rejected) expect(r.message.length).toBeGreaterThan(10);
+    // Time rejections state the deployment's limits.
+    expect(receipt.rejected[3].message).toContain("at most 1 h before the server's clock (ALLOWED_LATENESS_MS)");
+    expect(receipt.rejected[4].message).toContain("at most 5 min ahead of the server's clock (MAX_FUTURE_SKEW_MS)");
     const s = await stream(t.read, "checkout");
     expect(s.windows["1h"].count).toBe(1);
     expect(s.windows["1h"].sum).toBe(100);

@@ -143,7 +143,7 @@ describe("socket protocol", () => {
     const err = await inbox.next((m) => m.type === "error");
     expect(err).toMatchObject({ code: "unexpected_message" });
     inbox.ws.send("ping");
-    await vi.waitFor(() => expect(inbox.pongs).toBe(1));
+    await vi.waitFor(() => expect(inbox.pongs).toBe(1), { timeout: 10_000, interval: 100 });
     inbox.ws.close();
   });
 });

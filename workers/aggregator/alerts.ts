@@ -12,7 +12,7 @@ import { requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import { actor, hub, registry } from "../lib/registry";
 import type { AppEnv } from "../lib/types";
-import { jsonBody } from "../lib/validate";
+import { jsonBody, onlyParams } from "../lib/validate";
 
 export const alerts = new Hono<AppEnv>();
 
@@ -43,7 +43,7 @@ alerts.post("/v1/alerts/rules", requireKey("admin"), ruleBody, async (c) => {
   return c.json(await save(c.env, tenant, rule), 201);
 });
 
-alerts.get("/v1/alerts/rules", requireKey("read"), async (c) => {
+alerts.get("/v1/alerts/rules", requireKey("read"), onlyParams(), async (c) => {
   const tenant = c.get("grant").tenantId;
   const index = await registry(c.env, tenant).listRuleIndex();
   const streams = [...new Set(index.map((r) => r.stream))];
@@ -57,7 +57,7 @@ alerts.get("/v1/alerts/rules", requireKey("read"), async (c) => {
   return c.json({ rules });
 });
 
-alerts.get("/v1/alerts/rules/:id", requireKey("read"), async (c) =>
+alerts.get("/v1/alerts/rules/:id", requireKey("read"), onlyParams(), async (c) =>
   c.json(await existing(c.env, c.get("grant").tenantId, c.req.param("id"))),
 );
 
@@ -90,12 +90,12 @@ alerts.delete("/v1/alerts/rules/:id", requireKey("admin"), async (c) => {
 });
 
 /** Alerts firing now, across the tenant's streams. */
-alerts.get("/v1/alerts", requireKey("read"), async (c) => {
+alerts.get("/v1/alerts", requireKey("read"), onlyParams(), async (c) => {
   return c.json({ firing: await hub(c.env, c.get("grant").tenantId).firingAlerts() });
 });
 
 /** Recent transitions (newest first) with their webhook deliveries; older ones are in PostgreSQL's alert_events. */
-alerts.get("/v1/alerts/events", requireKey("read"), async (c) => {
+alerts.get("/v1/alerts/events", requireKey("read"), onlyParams("limit", "stream"), async (c) => {
   const tenant = c.get("grant").tenantId;
   const limit = Math.min(500, Math.max(1, Number(c.req.query("limit") ?? 100) || 100));
   const only = c.req.query("stream");
@@ -114,7 +114,7 @@ alerts.get("/v1/alerts/events", requireKey("read"), async (c) => {
 });
 
 /** The tenant's webhook signing secret, for verifying deliveries. */
-alerts.get("/v1/alerts/secret", requireKey("admin"), async (c) => {
+alerts.get("/v1/alerts/secret", requireKey("admin"), onlyParams(), async (c) => {
   return c.json({
     secret: await registry(c.env, c.get("grant").tenantId).webhookSecret(),
     header: SIGNATURE_HEADER,

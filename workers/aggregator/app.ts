@@ -15,6 +15,7 @@ import { ApiError } from "../lib/errors";
 import { actor, hub } from "../lib/registry";
 import { forwardSocket, requireUpgrade } from "../lib/sockets";
 import type { AppEnv } from "../lib/types";
+import { onlyParams } from "../lib/validate";
 import { alerts } from "./alerts";
 import { control } from "./control";
 import { query } from "./query";
@@ -22,7 +23,7 @@ import { query } from "./query";
 export const aggregator = new Hono<AppEnv>();
 
 aggregator.get("/healthz", (c) => c.json({ ok: true }));
-aggregator.get("/v1/version", (c) => c.json({ name: pkg.name, version: pkg.version }));
+aggregator.get("/v1/version", onlyParams(), (c) => c.json({ name: pkg.name, version: pkg.version }));
 
 function parseWindow(raw: string | undefined): WindowName | undefined {
   if (raw === undefined) return undefined;
@@ -43,7 +44,7 @@ function parseLimit(raw: string | undefined): number {
  * The tenant's streams, each with its figures for one window (default 1m), served by the tenant's hub
  * (each stream's actor keeps its record there, decay included, within about a second): no actor is woken.
  */
-aggregator.get("/v1/streams", requireKey("read"), async (c) => {
+aggregator.get("/v1/streams", requireKey("read"), onlyParams("window", "limit", "cursor"), async (c) => {
   const { tenantId } = c.get("grant");
   const window = parseWindow(c.req.query("window")) ?? "1m";
   const limit = parseLimit(c.req.query("limit"));
@@ -53,7 +54,7 @@ aggregator.get("/v1/streams", requireKey("read"), async (c) => {
 });
 
 /** All aggregates of one stream: every window, or the one asked for, plus its counters. */
-aggregator.get("/v1/streams/:name", requireKey("read"), async (c) => {
+aggregator.get("/v1/streams/:name", requireKey("read"), onlyParams("window"), async (c) => {
   const { tenantId } = c.get("grant");
   const name = c.req.param("name");
   if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
@@ -64,7 +65,7 @@ aggregator.get("/v1/streams/:name", requireKey("read"), async (c) => {
 });
 
 /** History from PostgreSQL: every aggregate per step over [from, to). */
-aggregator.get("/v1/streams/:name/history", requireKey("read"), async (c) => {
+aggregator.get("/v1/streams/:name/history", requireKey("read"), onlyParams("from", "to", "step"), async (c) => {
   const { tenantId } = c.get("grant");
   const name = c.req.param("name");
   if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
@@ -74,6 +75,10 @@ aggregator.get("/v1/streams/:name/history", requireKey("read"), async (c) => {
   // and any not yet written) replace PostgreSQL's aggregate for those minutes.
   const live = (await actor(c.env, tenantId, name).pendingRows(q.from.getTime(), q.to.getTime())) as MinutePeriod[];
   const points = await withDb(c.env, (db) => queryHistory(db, tenantId, name, q.from, q.to, q.step, live));
+  // Like the live read: a stream that never received an event is not found (an empty range of a real one is []).
+  if (points.length === 0 && (await actor(c.env, tenantId, name).snapshot("1m")) === null) {
+    throw new ApiError("stream_not_found", `No events have been received for stream '${name}'.`);
+  }
   return c.json({ stream: name, step: q.step, from: q.from.toISOString(), to: q.to.toISOString(), points });
 });
 

@@ -12,7 +12,7 @@ import { forgetHashes, requireKey, requireOperator } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import { actor, directory, registry } from "../lib/registry";
 import type { AppEnv } from "../lib/types";
-import { jsonBody } from "../lib/validate";
+import { jsonBody, onlyParams } from "../lib/validate";
 
 export const control = new Hono<AppEnv>();
 
@@ -60,7 +60,7 @@ control.post("/v1/admin/tenants", jsonBody(TenantCreate), async (c) => {
   return c.json({ tenant, keys }, 201);
 });
 
-control.get("/v1/admin/tenants", async (c) => c.json({ tenants: await directory(c.env).listTenants() }));
+control.get("/v1/admin/tenants", onlyParams(), async (c) => c.json({ tenants: await directory(c.env).listTenants() }));
 
 control.post("/v1/admin/tenants/:tenant/keys", jsonBody(KeyCreate), async (c) => {
   const tenant = c.req.param("tenant");
@@ -100,7 +100,7 @@ control.get("/v1/admin/tenants/:tenant/streams/:name/stats", async (c) => {
 });
 
 // Tenant admin API: always scoped to the key's own tenant.
-control.get("/v1/keys", requireKey("admin"), async (c) =>
+control.get("/v1/keys", requireKey("admin"), onlyParams(), async (c) =>
   c.json({ keys: await registry(c.env, c.get("grant").tenantId).listKeys() }),
 );
 
@@ -114,7 +114,7 @@ control.delete("/v1/keys/:key", requireKey("admin"), async (c) =>
 );
 
 /** The tenant's usage against its limits. */
-control.get("/v1/tenant", requireKey("read"), async (c) => {
+control.get("/v1/tenant", requireKey("read"), onlyParams(), async (c) => {
   const tenant = c.get("grant").tenantId;
   const config = c.get("config");
   const limits = c.get("grant").limits;

@@ -12,12 +12,12 @@ import { ApiError } from "../lib/errors";
 import { actor, hub } from "../lib/registry";
 import { forwardSocket, requireUpgrade } from "../lib/sockets";
 import type { AppEnv } from "../lib/types";
-import { jsonBody } from "../lib/validate";
+import { jsonBody, onlyParams } from "../lib/validate";
 import { executeQuery } from "../query/execute";
 
 export const query = new Hono<AppEnv>();
 
-query.post("/v1/query", requireKey("read"), jsonBody(QueryBody, "invalid_query"), async (c) => {
+query.post("/v1/query", requireKey("read"), onlyParams("format"), jsonBody(QueryBody, "invalid_query"), async (c) => {
   const now = Date.now();
   const q = parseQuery(c.req.valid("json"), now);
   const result = await executeQuery(c.env, c.get("grant").tenantId, q);
@@ -57,7 +57,7 @@ const streamName = (raw: string): string => {
 };
 
 /** The stream's dimension sets, scaling settings, and the dimensions it has seen. */
-query.get("/v1/streams/:name/config", requireKey("read"), async (c) => {
+query.get("/v1/streams/:name/config", requireKey("read"), onlyParams(), async (c) => {
   const name = streamName(c.req.param("name"));
   const stub = actor(c.env, c.get("grant").tenantId, name);
   const [config, dimensions] = await Promise.all([stub.streamConfig(), stub.dimensions()]);

@@ -5,15 +5,16 @@
  * made its part durable.
  */
 import { Hono } from "hono";
-import { cors } from "hono/cors";
-import { ERRORS, EVENT_ERRORS, type EventErrorCode, type Rejection } from "../../core/errors";
+import { ERRORS, EVENT_ERRORS, type EventErrorCode, eventErrorMessage, type Rejection } from "../../core/errors";
 import { bodyFormat, decodeBody, type StreamEvent, validateEvent } from "../../core/event";
 import type { IngestResult } from "../../core/protocol";
 import { shardOf } from "../../core/shards";
 import { requireKey } from "../lib/auth";
+import { corsFrom } from "../lib/cors";
 import { ApiError, errorBody } from "../lib/errors";
 import { actor, registry, shard } from "../lib/registry";
 import type { AppEnv } from "../lib/types";
+import { onlyParams } from "../lib/validate";
 import { readBody } from "./body";
 import { assignIds, enqueue, toMessages } from "./queued";
 
@@ -178,116 +179,115 @@ async function queuedReply(
   );
 }
 
-collector.use(
+collector.use("/v1/events", corsFrom("CORS_ORIGINS", "*", ["POST", "OPTIONS"]));
+
+collector.post(
   "/v1/events",
-  cors({
-    origin: (origin, c) => {
-      const allowed = String(c.env.CORS_ORIGINS ?? "*")
-        .split(",")
-        .map((s) => s.trim());
-      return allowed.includes("*") ? "*" : allowed.includes(origin) ? origin : null;
-    },
-    allowMethods: ["POST", "OPTIONS"],
-    allowHeaders: ["Authorization", "Content-Type", "Content-Encoding"],
-    maxAge: 86_400,
-  }),
-);
-
-collector.post("/v1/events", requireKey("ingest", { allowQueryKeyForText: true }), async (c) => {
-  const config = c.get("config");
-  const { tenantId } = c.get("grant");
-  const format = bodyFormat(c.req.header("content-type") ?? null);
-  if (format === undefined) {
-    const got = c.req.header("content-type");
-    throw new ApiError(
-      "unsupported_content_type",
-      `${got ? `Content-Type '${got.slice(0, 64)}' is not supported.` : "Content-Type is missing."} ${ERRORS.unsupported_content_type.message}`,
-    );
-  }
-  const text = await readBody(c.req.raw, config.MAX_BODY_BYTES);
-  const decoded = decodeBody(text, format);
-  if (!decoded.ok) throw new ApiError(decoded.code ?? "malformed_body", decoded.message);
-  const items = decoded.items;
-  if (items.length === 0) throw new ApiError("empty_batch");
-  if (items.length > config.MAX_EVENTS_PER_BATCH) {
-    throw new ApiError(
-      "too_many_events",
-      `The batch holds ${items.length} events; the limit is ${config.MAX_EVENTS_PER_BATCH}. Split it into several requests.`,
-    );
-  }
-
-  const now = Date.now();
-  const rejected: Rejection[] = [];
-  const streams = new Map<string, StreamBatch>();
-  const batchOf = (name: string): StreamBatch => {
-    let b = streams.get(name);
-    if (b === undefined) {
-      b = { events: [], indices: [], invalid: {} };
-      streams.set(name, b);
+  requireKey("ingest", { allowQueryKeyForText: true }),
+  onlyParams("mode", "key"),
+  async (c) => {
+    const config = c.get("config");
+    const { tenantId } = c.get("grant");
+    const format = bodyFormat(c.req.header("content-type") ?? null);
+    if (format === undefined) {
+      const got = c.req.header("content-type");
+      throw new ApiError(
+        "unsupported_content_type",
+        `${got ? `Content-Type '${got.slice(0, 64)}' is not supported.` : "Content-Type is missing."} ${ERRORS.unsupported_content_type.message}`,
+      );
     }
-    return b;
-  };
-  items.forEach((item, index) => {
-    if (!item.ok) {
-      rejected.push({ index, code: item.code, message: EVENT_ERRORS[item.code] });
-      return;
+    const text = await readBody(c.req.raw, config.MAX_BODY_BYTES);
+    const decoded = decodeBody(text, format);
+    if (!decoded.ok) throw new ApiError(decoded.code ?? "malformed_body", decoded.message);
+    const items = decoded.items;
+    if (items.length === 0) throw new ApiError("empty_batch");
+    if (items.length > config.MAX_EVENTS_PER_BATCH) {
+      throw new ApiError(
+        "too_many_events",
+        `The batch holds ${items.length} events; the limit is ${config.MAX_EVENTS_PER_BATCH}. Split it into several requests.`,
+      );
     }
-    const v = validateEvent(item.value, now);
-    if (v.ok) {
-      const b = batchOf(v.name);
-      b.events.push(v.event);
-      b.indices.push(index);
-    } else {
-      rejected.push({ index, code: v.code, message: v.message });
-      if (v.name !== undefined) {
+
+    const now = Date.now();
+    const rejected: Rejection[] = [];
+    const streams = new Map<string, StreamBatch>();
+    const batchOf = (name: string): StreamBatch => {
+      let b = streams.get(name);
+      if (b === undefined) {
+        b = { events: [], indices: [], invalid: {} };
+        streams.set(name, b);
+      }
+      return b;
+    };
+    items.forEach((item, index) => {
+      if (!item.ok) {
+        rejected.push({ index, code: item.code, message: EVENT_ERRORS[item.code] });
+        return;
+      }
+      const v = validateEvent(item.value, now);
+      if (v.ok) {
         const b = batchOf(v.name);
-        b.invalid[v.code] = (b.invalid[v.code] ?? 0) + 1;
+        b.events.push(v.event);
+        b.indices.push(index);
+      } else {
+        rejected.push({ index, code: v.code, message: v.message });
+        if (v.name !== undefined) {
+          const b = batchOf(v.name);
+          b.invalid[v.code] = (b.invalid[v.code] ?? 0) + 1;
+        }
       }
+    });
+
+    // Cardinality guard: new stream names are admitted by the registry up to the tenant's cap.
+    const refused = await admitStreams(c.env, tenantId, [...streams.keys()], config.MAX_STREAMS_PER_TENANT);
+    for (const name of refused) {
+      const b = streams.get(name) as StreamBatch;
+      for (const index of b.indices) rejected.push({ index, code: "stream_limit", message: EVENT_ERRORS.stream_limit });
+      streams.delete(name);
     }
-  });
 
-  // Cardinality guard: new stream names are admitted by the registry up to the tenant's cap.
-  const refused = await admitStreams(c.env, tenantId, [...streams.keys()], config.MAX_STREAMS_PER_TENANT);
-  for (const name of refused) {
-    const b = streams.get(name) as StreamBatch;
-    for (const index of b.indices) rejected.push({ index, code: "stream_limit", message: EVENT_ERRORS.stream_limit });
-    streams.delete(name);
-  }
+    const mode = c.req.query("mode");
+    if (mode !== undefined && mode !== "queued" && mode !== "direct") {
+      throw new ApiError(
+        "invalid_request",
+        `mode must be 'direct' (the default) or 'queued'; got '${mode.slice(0, 32)}'.`,
+      );
+    }
+    if (mode === "queued") return queuedReply(c.env, tenantId, streams, rejected, items.length, now);
 
-  if (c.req.query("mode") === "queued") return queuedReply(c.env, tenantId, streams, rejected, items.length, now);
+    const calls = route(c.env, tenantId, streams, now, config.SHARD_CACHE_MS);
+    const results = await Promise.allSettled(calls.map((call) => call.send()));
 
-  const calls = route(c.env, tenantId, streams, now, config.SHARD_CACHE_MS);
-  const results = await Promise.allSettled(calls.map((call) => call.send()));
-
-  const receipt: Receipt = { accepted: 0, duplicates: 0, rejected };
-  let unavailable = 0;
-  const learnedAt = Date.now();
-  results.forEach((r, k) => {
-    const call = calls[k];
-    if (r.status === "fulfilled") {
-      receipt.accepted += r.value.accepted;
-      receipt.duplicates += r.value.duplicates;
-      for (const { i, code } of r.value.rejected) {
-        receipt.rejected.push({ index: call.indices[i], code, message: EVENT_ERRORS[code] });
-        if (code === "stream_unavailable") unavailable++;
+    const receipt: Receipt = { accepted: 0, duplicates: 0, rejected };
+    let unavailable = 0;
+    const learnedAt = Date.now();
+    results.forEach((r, k) => {
+      const call = calls[k];
+      if (r.status === "fulfilled") {
+        receipt.accepted += r.value.accepted;
+        receipt.duplicates += r.value.duplicates;
+        for (const { i, code } of r.value.rejected) {
+          receipt.rejected.push({ index: call.indices[i], code, message: eventErrorMessage(code, config) });
+          if (code === "stream_unavailable") unavailable++;
+        }
+        if (r.value.shards !== undefined) learnShards(call.key, r.value.shards, learnedAt);
+      } else {
+        unavailable += call.indices.length;
+        for (const index of call.indices) {
+          receipt.rejected.push({ index, code: "stream_unavailable", message: EVENT_ERRORS.stream_unavailable });
+        }
       }
-      if (r.value.shards !== undefined) learnShards(call.key, r.value.shards, learnedAt);
-    } else {
-      unavailable += call.indices.length;
-      for (const index of call.indices) {
-        receipt.rejected.push({ index, code: "stream_unavailable", message: EVENT_ERRORS.stream_unavailable });
-      }
-    }
-  });
-  receipt.rejected.sort((a, b) => a.index - b.index);
+    });
+    receipt.rejected.sort((a, b) => a.index - b.index);
 
-  if (receipt.accepted === 0 && receipt.duplicates === 0) {
-    if (unavailable === items.length) {
-      return c.json(errorBody("stream_unavailable", ERRORS.stream_unavailable.message, receipt), 503, {
-        "Retry-After": "1",
-      });
+    if (receipt.accepted === 0 && receipt.duplicates === 0) {
+      if (unavailable === items.length) {
+        return c.json(errorBody("stream_unavailable", ERRORS.stream_unavailable.message, receipt), 503, {
+          "Retry-After": "1",
+        });
+      }
+      return c.json(errorBody("all_events_invalid", ERRORS.all_events_invalid.message, receipt), 422);
     }
-    return c.json(errorBody("all_events_invalid", ERRORS.all_events_invalid.message, receipt), 422);
-  }
-  return c.json(receipt, 200);
-});
+    return c.json(receipt, 200);
+  },
+);

@@ -43,6 +43,38 @@ export function onError(err: Error, c: Context): Response {
   return c.json(errorBody("internal_error", ERRORS.internal_error.message), 500);
 }
 
-export function notFound(c: Context): Response {
-  return c.json(errorBody("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`), 404);
+/**
+ * No route for this method and path: 405 with `Allow` when the path has routes for other methods,
+ * else 404. `routes` are the app's (method, path pattern) pairs; "ALL" ones are middleware.
+ */
+export function notFound(c: Context, routes: ReadonlyArray<{ method: string; path: string }>): Response {
+  const path = new URL(c.req.url).pathname;
+  const allowed = new Set<string>();
+  for (const r of routes) {
+    if (r.method === "ALL" || !patternOf(r.path).test(path)) continue;
+    allowed.add(r.method);
+    if (r.method === "GET") allowed.add("HEAD");
+  }
+  if (allowed.size > 0) {
+    const allow = [...allowed].sort().join(", ");
+    return c.json(errorBody("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow}.`), 405, {
+      Allow: allow,
+    });
+  }
+  return c.json(errorBody("not_found", `No route for ${c.req.method} ${path}.`), 404);
+}
+
+const patterns = new Map<string, RegExp>();
+/** A Hono route path (`/v1/streams/:name`, `*`) as an anchored regular expression. */
+function patternOf(path: string): RegExp {
+  let re = patterns.get(path);
+  if (re === undefined) {
+    const body = path
+      .split("/")
+      .map((seg) => (seg === "*" ? ".*" : seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+      .join("/");
+    re = new RegExp(`^${body}/?$`);
+    patterns.set(path, re);
+  }
+  return re;
 }

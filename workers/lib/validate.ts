@@ -4,10 +4,30 @@
  * a message naming the field, and every issue in `details`.
  */
 import { zValidator } from "@hono/zod-validator";
+import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import type { ErrorCode } from "../../core/errors";
 import { describeIssues } from "../../core/schemas";
 import { ApiError } from "./errors";
+
+/**
+ * Refuses query parameters the endpoint does not take (a typo such as `?windw=5m` would otherwise be
+ * ignored silently), naming them and the ones it takes.
+ */
+export function onlyParams(...allowed: string[]): MiddlewareHandler {
+  const known = new Set(allowed);
+  return async (c, next) => {
+    const unknown = [...new URL(c.req.url).searchParams.keys()].filter((k) => !known.has(k));
+    if (unknown.length > 0) {
+      const takes = allowed.length > 0 ? `it takes ${allowed.map((a) => `'${a}'`).join(", ")}` : "it takes none";
+      throw new ApiError(
+        "unknown_parameter",
+        `Unknown query parameter ${[...new Set(unknown)].map((u) => `'${u.slice(0, 64)}'`).join(", ")}: ${takes}.`,
+      );
+    }
+    await next();
+  };
+}
 
 export function jsonBody<S extends z.ZodType>(schema: S, code: ErrorCode = "invalid_request") {
   return zValidator("json", schema, (result) => {
