@@ -51,7 +51,7 @@ const FOLD_MS = Number(args.fold);
 
 interface Scaling {
   shards: number;
-  decisions: Array<{ at: number; from: number; to: number; reason: string }>;
+  decisions: Array<{ at: string; from: number; to: number; reason: string }>;
 }
 interface Snapshot {
   windows: Record<string, Record<string, number | null>>;
@@ -229,7 +229,7 @@ async function main() {
     const acknowledged = sent.reduce((a, s) => a + s.accepted, 0);
     const decisions = [...final.scaling.decisions].reverse();
     const firstSplit = decisions.find((d) => d.to > d.from);
-    const splitAfter = firstSplit ? (firstSplit.at - startedAt) / 1000 - STEADY : null;
+    const splitAfter = firstSplit ? (Date.parse(firstSplit.at) - startedAt) / 1000 - STEADY : null;
     const steady = sent.filter((s) => s.at >= 2 && s.at < STEADY).map((s) => s.latency);
     const during = sent.filter((s) => s.at >= STEADY && s.at < STEADY + 10).map((s) => s.latency);
     // The same high load once the split has settled: the steady state the step moves to.
@@ -250,7 +250,7 @@ async function main() {
       p99DuringVsAfter: round(p99(during) / p99(after), 2),
       foldedBack: folded,
       decisions: decisions.map((d) => ({
-        t: round((d.at - startedAt) / 1000),
+        t: round((Date.parse(d.at) - startedAt) / 1000),
         from: d.from,
         to: d.to,
         reason: d.reason,

@@ -12,7 +12,9 @@ import { z } from "zod";
 import type { Figures } from "./aggregate";
 import { CodedError } from "./errors";
 import { isStreamName } from "./event";
+import type { AlertEvent } from "./live";
 import { describeIssues } from "./schemas";
+import { isoOrNull, isoTime } from "./time";
 import { WINDOW_NAMES, type WindowName } from "./window";
 
 export const AGGREGATES = [
@@ -186,6 +188,45 @@ export function stateAfterEdit(before: AlertRule, after: AlertRule, st: AlertSta
   const changed = keys.some((k) => before[k] !== after[k]);
   if (st.state === "pending" && changed) return { ...INITIAL_STATE, value: st.value };
   return st;
+}
+
+/** A rule as the API shows it: its times as ISO-8601 strings (core/time.ts). */
+export type AlertRuleView = Omit<AlertRule, "created_at" | "updated_at"> & { created_at: string; updated_at: string };
+
+/** A rule's state as the API shows it: snake_case, times as ISO-8601 strings or null. */
+export interface AlertStateView {
+  state: AlertStateName;
+  active_since: string | null;
+  firing_since: string | null;
+  last_true_at: string | null;
+  value: number | null;
+}
+
+export interface RuleView {
+  rule: AlertRuleView;
+  state: AlertStateView;
+}
+
+/** A rule with its state, as stored by its actor, in the API's form. */
+export function ruleView({ rule, state }: { rule: AlertRule; state: AlertState }): RuleView {
+  return {
+    rule: { ...rule, created_at: isoTime(rule.created_at), updated_at: isoTime(rule.updated_at) },
+    state: {
+      state: state.state,
+      active_since: isoOrNull(state.activeSince),
+      firing_since: isoOrNull(state.firingSince),
+      last_true_at: isoOrNull(state.lastTrueAt),
+      value: state.value,
+    },
+  };
+}
+
+/** An alert transition as the API shows it (GET /v1/alerts, /v1/alerts/events, webhook bodies). */
+export type AlertEventView = Omit<AlertEvent, "at"> & { at: string };
+
+/** An alert transition (or anything carrying one's fields) in the API's form: `at` as an ISO-8601 string. */
+export function alertEventView<E extends { at: number }>(e: E): Omit<E, "at"> & { at: string } {
+  return { ...e, at: isoTime(e.at) };
 }
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;

@@ -116,8 +116,8 @@ export interface ScalingStatus {
   target_per_shard: number;
   min_shards: number;
   max_shards: number;
-  /** Most recent first. */
-  decisions: ScalingDecision[];
+  /** Most recent first; `at` as an ISO-8601 time (the API's form). */
+  decisions: Array<Omit<ScalingDecision, "at"> & { at: string }>;
 }
 
 /** Seconds of load behind a split (short, so a step is absorbed quickly; two, so one burst is not enough). */

@@ -9,6 +9,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Tenant } from "../core/protocol";
+import { isoTime } from "../core/time";
 import type { LegacyExport } from "./tenant-registry";
 
 const SCHEMA = [
@@ -16,8 +17,6 @@ const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS key_hashes (hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
 ];
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 export class KeyDirectory extends DurableObject<Env> {
   readonly #sql: SqlStorage;
@@ -62,7 +61,7 @@ export class KeyDirectory extends DurableObject<Env> {
 
   addTenant(id: string, name: string, createdAt: number): Tenant {
     this.#sql.exec("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)", id, name, createdAt);
-    return { id, name, created_at: iso(createdAt) };
+    return { id, name, created_at: isoTime(createdAt) };
   }
 
   hasTenant(id: string): boolean {
@@ -75,7 +74,7 @@ export class KeyDirectory extends DurableObject<Env> {
         "SELECT id, name, created_at FROM tenants ORDER BY created_at, id",
       )
       .toArray()
-      .map((r) => ({ id: r.id, name: r.name, created_at: iso(r.created_at) }));
+      .map((r) => ({ id: r.id, name: r.name, created_at: isoTime(r.created_at) }));
   }
 
   /** Records which tenant a key hash belongs to (before the tenant's registry stores the key). */

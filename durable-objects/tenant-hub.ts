@@ -23,6 +23,7 @@ import {
   type StreamRecord,
 } from "../core/live";
 import { parseQuery } from "../core/query";
+import { isoOrNull } from "../core/time";
 import type { Aggregates, WindowName } from "../core/window";
 import { executeQuery } from "../workers/query/execute";
 import { type Wakeable, WakePlanner } from "./planner";
@@ -45,7 +46,11 @@ interface LiveQuery {
 
 /** A stream as GET /v1/streams lists it. */
 export type StreamListing =
-  | ({ name: string } & Aggregates & { counters: StreamRecord["counters"]; last_event_at: string | null })
+  | ({ name: string } & Aggregates & {
+        counters: StreamRecord["counters"];
+        first_event_at: string | null;
+        last_event_at: string | null;
+      })
   | { name: string; available: false };
 
 export class TenantHub extends DurableObject<Env> {
@@ -184,7 +189,8 @@ export class TenantHub extends DurableObject<Env> {
         name,
         ...rec.windows[window],
         counters: rec.counters,
-        last_event_at: rec.last_event_at === null ? null : new Date(rec.last_event_at).toISOString(),
+        first_event_at: isoOrNull(rec.first_event_at),
+        last_event_at: isoOrNull(rec.last_event_at),
       };
     });
     return { streams, next_cursor: names.length > limit ? page[page.length - 1] : null };

@@ -13,6 +13,7 @@ import { DurableObject } from "cloudflare:workers";
 import { within } from "../core/async";
 import { randomToken, type Scope } from "../core/keys";
 import type { KeyGrant, KeyInfo, Tenant, TenantLimits } from "../core/protocol";
+import { isoOrNull, isoTime } from "../core/time";
 import { grantKey, redisFor } from "../workers/lib/redis";
 
 const SCHEMA = [
@@ -51,8 +52,6 @@ export interface LegacyExport {
   rules: Array<{ tenant_id: string; id: string; rule: string }>;
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
 export class TenantRegistry extends DurableObject<Env> {
   readonly #sql: SqlStorage;
 
@@ -81,13 +80,13 @@ export class TenantRegistry extends DurableObject<Env> {
     this.#set("id", id);
     this.#set("name", name);
     this.#set("created_at", String(createdAt));
-    return { id, name, created_at: iso(createdAt) as string };
+    return { id, name, created_at: isoTime(createdAt) };
   }
 
   info(): Tenant | null {
     const id = this.#get("id");
     if (id === null) return null;
-    return { id, name: this.#get("name") ?? "", created_at: iso(Number(this.#get("created_at"))) as string };
+    return { id, name: this.#get("name") ?? "", created_at: isoTime(Number(this.#get("created_at"))) };
   }
 
   #keyInfo(r: KeyRow): KeyInfo {
@@ -97,8 +96,8 @@ export class TenantRegistry extends DurableObject<Env> {
       scope: r.scope,
       name: r.name,
       prefix: r.prefix,
-      created_at: iso(r.created_at) as string,
-      revoked_at: iso(r.revoked_at),
+      created_at: isoTime(r.created_at),
+      revoked_at: isoOrNull(r.revoked_at),
     };
   }
 

@@ -8,7 +8,7 @@
  * #/stream/<name>?<dim>=<value>…, #/query?q=<URL-encoded query JSON>.
  */
 import type uPlot from "uplot";
-import type { AlertRule, AlertState } from "../../core/alerts";
+import type { AlertEventView, AlertRuleView, AlertStateView } from "../../core/alerts";
 import {
   type AlertEvent,
   type DirectoryEntry,
@@ -36,6 +36,7 @@ import {
   runQuery,
   setStatus,
   showFiring,
+  spanning,
   splitHash,
   type View,
 } from "./ui";
@@ -273,9 +274,10 @@ function showStream(key: string, name: string, params: URLSearchParams) {
   const lat = chart(
     "value percentiles, last 5 min",
     [
-      { label: "p50", stroke: "#80ed99" },
-      { label: "p95", stroke: "#ffd166" },
-      { label: "p99", stroke: "#ef476f" },
+      // Seconds without a value leave gaps: the line spans them rather than breaking into dots.
+      { label: "p50", stroke: "#80ed99", ...spanning },
+      { label: "p95", stroke: "#ffd166", ...spanning },
+      { label: "p99", stroke: "#ef476f", ...spanning },
     ],
     "chart-latency",
   );
@@ -283,7 +285,7 @@ function showStream(key: string, name: string, params: URLSearchParams) {
     "last hour, per minute",
     [
       { label: "events/min", stroke: "#4cc9f0", points: { show: true } },
-      { label: "p95", stroke: "#ffd166", points: { show: true } },
+      { label: "p95", stroke: "#ffd166", points: { show: true }, scale: "value", spanGaps: true },
     ],
     "chart-hour",
   );
@@ -291,7 +293,7 @@ function showStream(key: string, name: string, params: URLSearchParams) {
     "history, 24 h (PostgreSQL)",
     [
       { label: "events/min", stroke: "#4cc9f0", points: { show: true } },
-      { label: "p95", stroke: "#ffd166", points: { show: true } },
+      { label: "p95", stroke: "#ffd166", points: { show: true }, scale: "value", spanGaps: true },
     ],
     "chart-history",
   );
@@ -700,6 +702,14 @@ function showStream(key: string, name: string, params: URLSearchParams) {
   };
 }
 
+const hostOf = (url: string): string => {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url.slice(0, 40);
+  }
+};
+
 /** Alerts page: rules with their state, and recent transitions with webhook deliveries. */
 function showAlerts(key: string) {
   crumbs.textContent = "alerts";
@@ -737,14 +747,18 @@ function showAlerts(key: string) {
   };
   const load = async () => {
     const [rules, events, firing] = await Promise.all([
-      get<{ rules: Array<{ rule: AlertRule; state: AlertState }> }>("/v1/alerts/rules"),
-      get<{ events: Array<AlertEvent & { deliveries: Array<{ status: string; target: string }> }> }>(
-        "/v1/alerts/events?limit=50",
-      ),
-      get<{ firing: AlertEvent[] }>("/v1/alerts"),
+      get<{ rules: Array<{ rule: AlertRuleView; state: AlertStateView }> }>("/v1/alerts/rules"),
+      get<{
+        events: Array<
+          AlertEventView & {
+            deliveries: Array<{ status: string; target: string; attempts: number; last_error: string | null }>;
+          }
+        >;
+      }>("/v1/alerts/events?limit=50"),
+      get<{ firing: AlertEventView[] }>("/v1/alerts"),
     ]);
     if (firing) showFiring(firing.firing);
-    const describe = (r: AlertRule) =>
+    const describe = (r: AlertRuleView) =>
       r.kind === "no_data"
         ? `no data for ${r.no_data_ms / 1000}s`
         : `${r.aggregate} over ${r.window} ${r.comparator} ${r.threshold}${r.resolve_threshold !== null ? ` (resolve ${r.resolve_threshold})` : ""}${r.for_ms ? ` for ${r.for_ms / 1000}s` : ""}`;
@@ -768,7 +782,14 @@ function showAlerts(key: string) {
       e.rule_name,
       e.stream,
       fmt(e.value),
-      e.deliveries.map((d) => d.status).join(", ") || "–",
+      // Each delivery's state, and why it is failing (HTTP status or network error) once an attempt has failed.
+      e.deliveries
+        .map((d) =>
+          d.last_error && d.status !== "delivered"
+            ? `${d.status}: ${d.last_error} (${d.attempts} attempt${d.attempts === 1 ? "" : "s"}, ${hostOf(d.target)})`
+            : d.status,
+        )
+        .join("; ") || "–",
     ]);
     eventsCard.replaceChildren(
       evRows.length

@@ -13,7 +13,8 @@ export const crumbs = document.getElementById("crumbs") as HTMLElement;
 export const banner = document.getElementById("banner") as HTMLElement;
 
 /** The firing-alerts banner, shown on every page while any alert fires. */
-export function showFiring(firing: AlertEvent[]) {
+/** Takes alerts from the API (ISO `at`) and from the live sockets alike: the banner shows no time. */
+export function showFiring(firing: Array<Omit<AlertEvent, "at">>) {
   banner.hidden = firing.length === 0;
   banner.replaceChildren(
     ...firing.flatMap((a, i) => [
@@ -112,20 +113,59 @@ export interface View {
   update?(path: string, params: URLSearchParams): boolean;
 }
 
+const AXIS_FONT = "12px system-ui, sans-serif";
+
+/**
+ * For series with gaps (seconds without a value): the line spans the gaps, and a value standing alone in view
+ * (nothing to connect it to) is still drawn, as a dot.
+ */
+export const spanning = {
+  spanGaps: true,
+  points: {
+    show: (u: uPlot, si: number, i0: number, i1: number): boolean => {
+      const ys = u.data[si];
+      let n = 0;
+      for (let i = i0; i <= i1 && n < 2; i++) if (ys[i] != null) n++;
+      return n === 1;
+    },
+  },
+} satisfies Partial<uPlot.Series>;
+
+/** A y axis as wide as its longest tick label, measured in the axis font (uPlot's default clips "10,000" to "0,000"). */
+const fitLabels = (u: uPlot, values: string[] | null): number => {
+  if (!values || values.length === 0) return 40;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.font = AXIS_FONT;
+  const widest = Math.max(...values.map((v) => ctx.measureText(String(v ?? "")).width));
+  ctx.restore();
+  return Math.ceil(widest) + 20;
+};
+
 export function chart(title: string, series: uPlot.Series[], testid: string) {
   const box = el("div", { class: "card chart", "data-testid": testid });
   const heading = el("h3", {}, title);
   box.append(heading);
   const plotEl = el("div", { class: "plot" });
   box.append(plotEl);
+  // One y axis per scale the series use: the first on the left, a second (e.g. p95 next to events/min) on the right.
+  const scales = [...new Set(series.map((x) => x.scale ?? "y"))];
   const plot = new uPlot(
     {
       width: 400,
       height: 220,
       series: [{}, ...series],
       axes: [
-        { stroke: "#8a98b3", grid: { stroke: "#1f2a3d" } },
-        { stroke: "#8a98b3", grid: { stroke: "#1f2a3d" } },
+        // At least 80 px between time labels, so the first ones (which carry the date) never overlap.
+        { stroke: "#8a98b3", grid: { stroke: "#1f2a3d" }, space: 80, font: AXIS_FONT },
+        ...scales.map((scale, i) => ({
+          scale,
+          font: AXIS_FONT,
+          side: i === 0 ? 3 : 1,
+          stroke: i === 0 ? "#8a98b3" : (series.find((x) => (x.scale ?? "y") === scale)?.stroke as string),
+          grid: i === 0 ? { stroke: "#1f2a3d" } : { show: false },
+          size: fitLabels,
+        })),
       ],
       legend: { show: true },
     },

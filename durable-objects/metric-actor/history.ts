@@ -31,6 +31,7 @@ import type { Config } from "../../core/config";
 import { PeriodHll } from "../../core/hll";
 import type { AlertEvent } from "../../core/live";
 import type { FlushError, FlushStatus } from "../../core/protocol";
+import { isoOrNull } from "../../core/time";
 import { minuteOf, secondOf } from "../../core/window";
 import { type Db, historyEnabled, openDb } from "../../db/client";
 import { type MinutePeriod, upsertAlertEvents, upsertMinutesMergingUsers } from "../../db/history";
@@ -335,7 +336,7 @@ export class History implements Wakeable {
       pending_minutes: pending,
       open_minutes: open,
       failures: this.#flush.failures,
-      last_flush_at: this.#flush.lastAt === null ? null : new Date(this.#flush.lastAt).toISOString(),
+      last_flush_at: isoOrNull(this.#flush.lastAt),
       last_error: this.#flush.lastError,
       minutes_flushed: this.#flush.flushed,
       dropped_minutes: this.#dropped,

@@ -16,6 +16,7 @@ import { type Config, loadConfig } from "../../core/config";
 import { type AlertEvent, HEARTBEAT } from "../../core/live";
 import type { FlushStatus, IngestRequest, IngestResult, StreamSnapshot } from "../../core/protocol";
 import type { ScalingStatus } from "../../core/shards";
+import { isoOrNull, isoTime } from "../../core/time";
 import { expiryCutoff, minuteOf, secondOf, WINDOW_NAMES, type WindowName } from "../../core/window";
 import type { MinutePeriod } from "../../db/history";
 import { type Wakeable, WakePlanner } from "../planner";
@@ -235,11 +236,11 @@ export class MetricActor extends DurableObject<Env> {
     const names = window ? [window] : WINDOW_NAMES;
     return {
       stream: meta.stream,
-      now: new Date(now).toISOString(),
+      now: isoTime(now),
       windows: Object.fromEntries(names.map((w) => [w, this.parts.store.windows.aggregates(w, now)])),
       counters: meta.counters,
-      first_event_at: meta.firstEventAt === null ? null : new Date(meta.firstEventAt).toISOString(),
-      last_event_at: meta.lastEventAt === null ? null : new Date(meta.lastEventAt).toISOString(),
+      first_event_at: isoOrNull(meta.firstEventAt),
+      last_event_at: isoOrNull(meta.lastEventAt),
       history: this.parts.history.status(now),
       scaling: this.parts.scaling.status(now),
     };

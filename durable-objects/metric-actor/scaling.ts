@@ -18,6 +18,7 @@ import {
   type ScalingStatus,
   ShardLoads,
 } from "../../core/shards";
+import { isoTime } from "../../core/time";
 import type { Wakeable } from "../planner";
 
 /** A stream's own scaling settings (PUT /v1/streams/:name/config); unset fields follow the Worker's config. */
@@ -125,7 +126,7 @@ export class Scaling implements Wakeable {
       target_per_shard: s.targetPerShard,
       min_shards: Math.max(1, s.minShards),
       max_shards: s.maxShards,
-      decisions: this.#state.decisions,
+      decisions: this.#state.decisions.map((d) => ({ ...d, at: isoTime(d.at) })),
     };
   }
 

@@ -7,7 +7,13 @@
  * for status (the last DELIVERIES_KEPT) and written to PostgreSQL with their
  * transition.
  */
-import { DELIVERY_MAX_ATTEMPTS, deliveryBackoffMs, SIGNATURE_HEADER, signWebhook } from "../../core/alerts";
+import {
+  alertEventView,
+  DELIVERY_MAX_ATTEMPTS,
+  deliveryBackoffMs,
+  SIGNATURE_HEADER,
+  signWebhook,
+} from "../../core/alerts";
 import type { AlertEvent } from "../../core/live";
 import type { Wakeable } from "../planner";
 import type { History } from "./history";
@@ -53,7 +59,9 @@ export class Webhooks implements Wakeable {
         const sep = d.key.indexOf("|");
         const eventId = d.key.slice(0, sep);
         const target = d.key.slice(sep + 1);
-        const body = new TextDecoder().decode(d.payload as ArrayBuffer);
+        // Stored as the actor keeps transitions (epoch ms); posted in the API's form (ISO-8601 `at`).
+        const event = JSON.parse(new TextDecoder().decode(d.payload as ArrayBuffer)) as AlertEvent;
+        const body = JSON.stringify(alertEventView(event));
         const ts = Math.floor(Date.now() / 1000);
         let error: string | null = null;
         try {
@@ -74,7 +82,7 @@ export class Webhooks implements Wakeable {
         } catch (err) {
           error = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 200);
         }
-        return { d, error, event: JSON.parse(body) as AlertEvent };
+        return { d, error, event };
       }),
     );
     const at = Date.now();

@@ -113,9 +113,29 @@ describe("dashboard in Chromium", () => {
     await page.getByTestId("chart-latency").locator("canvas").waitFor();
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-stream.png"), fullPage: true });
     // Usable on a phone too.
+    // events/min and p95 on two y axes (plus the time axis).
+    expect(await page.getByTestId("chart-hour").locator(".u-axis").count()).toBe(3);
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-stream-phone.png"), fullPage: true });
+    // Nothing wider than a phone: neither the stream view nor the overview table scrolls the page sideways.
+    // How far the page scrolls sideways (a wide table may scroll inside its card, never the page), and which
+    // elements reach past the screen's edge outside a scrolling card (innermost first), to say what broke.
+    const overflow = () =>
+      page.evaluate(() => {
+        const past = (e: Element) => e.getBoundingClientRect().right > window.innerWidth + 0.5;
+        const offenders = Array.from(document.querySelectorAll("body *"))
+          .filter((e) => past(e) && e.closest(".card") === null && !Array.from(e.children).some(past))
+          .map((e) => `${e.tagName.toLowerCase()}.${e.className} ${e.getAttribute("data-testid") ?? ""}`.trim());
+        return { page: document.documentElement.scrollWidth - window.innerWidth, offenders };
+      });
+    expect(await overflow()).toEqual({ page: 0, offenders: [] });
+    await page.goto(`${stack.url}/#/`);
+    await page.getByTestId("streams").locator("tbody tr").first().waitFor();
+    expect(await overflow()).toEqual({ page: 0, offenders: [] });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview-phone.png"), fullPage: true });
+    expect(await page.locator('link[rel="icon"]').getAttribute("href")).toMatch(/^data:image\/svg\+xml,/);
     await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${stack.url}/#/stream/checkout`);
   });
 
   it("shows a stream's shards and why it scaled", async () => {
@@ -145,6 +165,8 @@ describe("dashboard in Chromium", () => {
         aggregate: "count",
         window: "1m",
         threshold: 2,
+        // A target that answers 404 (a path the stack does not serve): the alerts page says why it fails.
+        targets: [`${stack.url}/v1/no-such-hook`],
       }),
     });
     expect(res.status).toBe(201);
@@ -158,9 +180,12 @@ describe("dashboard in Chromium", () => {
     await expect
       .poll(() => page.getByTestId("alert-events").textContent(), { timeout: 10_000, interval: 100 })
       .toContain("too many signups");
+    await expect
+      .poll(() => page.getByTestId("alert-events").textContent(), { timeout: 30_000, interval: 200 })
+      .toMatch(/pending: HTTP 404 \(\d+ attempts?, 127\.0\.0\.1:\d+\)/);
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-alerts.png"), fullPage: true });
     await page.goto(`${stack.url}/#/stream/checkout`);
-  });
+  }, 120_000);
 
   it("reconnects and catches up after the server drops the socket", async () => {
     const state = page.getByTestId("status");

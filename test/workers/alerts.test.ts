@@ -1,8 +1,7 @@
 import { abortAllDurableObjects, env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
 import { eq } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
-import { signWebhook } from "../../core/alerts";
-import type { AlertEvent } from "../../core/live";
+import { type AlertEventView, signWebhook } from "../../core/alerts";
 import { withDb } from "../../db/client";
 import { alertEvents } from "../../db/schema";
 import { BASE, createTenant, expectError, sendJson, type TenantKeys } from "./helpers";
@@ -44,13 +43,15 @@ async function untilDelivered<T>(t: TenantKeys, stream: string, check: () => Pro
   );
 }
 
-async function verify(t: TenantKeys, r: Received): Promise<AlertEvent> {
+async function verify(t: TenantKeys, r: Received): Promise<AlertEventView> {
   const secret = ((await (await api("GET", "/v1/alerts/secret", t.admin)).json()) as { secret: string }).secret;
   const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(r.headers["x-edgepulse-signature"]);
   expect(m).not.toBeNull();
   expect(await signWebhook(secret, Number(m?.[1]), r.body)).toBe(m?.[2]);
-  const event = JSON.parse(r.body) as AlertEvent;
+  const event = JSON.parse(r.body) as AlertEventView;
   expect(r.headers["idempotency-key"]).toBe(event.id);
+  // The body is in the API's form: the transition's time as an ISO-8601 string.
+  expect(new Date(event.at).toISOString()).toBe(event.at);
   return event;
 }
 
@@ -144,7 +145,7 @@ describe("alerts evaluated in the actor, delivered to webhooks", () => {
     await sendJson(t.ingest, [{ name: "payments.failed" }]);
     await runDurableObjectAlarm(actor(t, "payments.failed"));
     expect(await received(hook)).toHaveLength(1);
-    const live = (await (await api("GET", "/v1/alerts", t.read)).json()) as { firing: AlertEvent[] };
+    const live = (await (await api("GET", "/v1/alerts", t.read)).json()) as { firing: AlertEventView[] };
     expect(live.firing.map((e) => e.kind)).toEqual(["firing"]);
 
     // Raise the threshold: the condition no longer holds → resolved, delivered once.
@@ -159,10 +160,13 @@ describe("alerts evaluated in the actor, delivered to webhooks", () => {
     });
     expect((await verify(t, all[1])).kind).toBe("resolved");
     const events = (await (await api("GET", "/v1/alerts/events", t.read)).json()) as {
-      events: Array<AlertEvent & { deliveries: Array<{ status: string }> }>;
+      events: Array<AlertEventView & { deliveries: Array<{ status: string; delivered_at: string | null }> }>;
     };
     expect(events.events.map((e) => e.kind)).toEqual(["resolved", "firing"]);
     expect(events.events.every((e) => e.deliveries[0].status === "delivered")).toBe(true);
+    for (const e of events.events) {
+      expect(Date.parse(e.deliveries[0].delivered_at ?? "")).toBeGreaterThanOrEqual(Date.parse(e.at));
+    }
     // The transitions go to PostgreSQL with the history, delivery outcomes included.
     const rows = await vi.waitFor(
       async () => {

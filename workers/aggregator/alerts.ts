@@ -4,9 +4,10 @@
  * need an admin key, reads a read key.
  */
 import { Hono } from "hono";
-import { RuleBody, resolveRule, SIGNATURE_HEADER } from "../../core/alerts";
+import { alertEventView, RuleBody, resolveRule, ruleView, SIGNATURE_HEADER } from "../../core/alerts";
 import { newId } from "../../core/keys";
 import type { AlertEvent } from "../../core/live";
+import { isoOrNull } from "../../core/time";
 import type { DeliveryInfo, RuleStatus } from "../../durable-objects/metric-actor";
 import { requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
@@ -40,7 +41,7 @@ async function existing(env: Env, tenant: string, id: string): Promise<RuleStatu
 alerts.post("/v1/alerts/rules", requireKey("admin"), ruleBody, async (c) => {
   const tenant = c.get("grant").tenantId;
   const rule = resolveRule(c.req.valid("json"), { id: newId("rule"), now: Date.now() }, allowHttp(c.env));
-  return c.json(await save(c.env, tenant, rule), 201);
+  return c.json(ruleView(await save(c.env, tenant, rule)), 201);
 });
 
 alerts.get("/v1/alerts/rules", requireKey("read"), onlyParams(), async (c) => {
@@ -53,19 +54,19 @@ alerts.get("/v1/alerts/rules", requireKey("read"), onlyParams(), async (c) => {
       for (const st of (await actor(c.env, tenant, s).ruleStatuses()) as RuleStatus[]) statuses.set(st.rule.id, st);
     }),
   );
-  const rules = index.flatMap((r) => statuses.get(r.id) ?? []);
+  const rules = index.flatMap((r) => statuses.get(r.id) ?? []).map(ruleView);
   return c.json({ rules });
 });
 
 alerts.get("/v1/alerts/rules/:id", requireKey("read"), onlyParams(), async (c) =>
-  c.json(await existing(c.env, c.get("grant").tenantId, c.req.param("id"))),
+  c.json(ruleView(await existing(c.env, c.get("grant").tenantId, c.req.param("id")))),
 );
 
 alerts.patch("/v1/alerts/rules/:id", requireKey("admin"), ruleBody, async (c) => {
   const tenant = c.get("grant").tenantId;
   const before = (await existing(c.env, tenant, c.req.param("id"))).rule;
   const rule = resolveRule(c.req.valid("json"), { id: before.id, now: Date.now(), existing: before }, allowHttp(c.env));
-  return c.json(await save(c.env, tenant, rule, before.stream));
+  return c.json(ruleView(await save(c.env, tenant, rule, before.stream)));
 });
 
 for (const action of ["enable", "disable"] as const) {
@@ -77,7 +78,7 @@ for (const action of ["enable", "disable"] as const) {
       { id: before.id, now: Date.now(), existing: before },
       true,
     );
-    return c.json(await save(c.env, tenant, rule, before.stream));
+    return c.json(ruleView(await save(c.env, tenant, rule, before.stream)));
   });
 }
 
@@ -91,7 +92,7 @@ alerts.delete("/v1/alerts/rules/:id", requireKey("admin"), async (c) => {
 
 /** Alerts firing now, across the tenant's streams. */
 alerts.get("/v1/alerts", requireKey("read"), onlyParams(), async (c) => {
-  return c.json({ firing: await hub(c.env, c.get("grant").tenantId).firingAlerts() });
+  return c.json({ firing: (await hub(c.env, c.get("grant").tenantId).firingAlerts()).map(alertEventView) });
 });
 
 /** Recent transitions (newest first) with their webhook deliveries; older ones are in PostgreSQL's alert_events. */
@@ -109,7 +110,11 @@ alerts.get("/v1/alerts/events", requireKey("read"), onlyParams("limit", "stream"
   const events = lists
     .flat()
     .sort((a, b) => b.at - a.at || a.id.localeCompare(b.id))
-    .slice(0, limit);
+    .slice(0, limit)
+    .map((e) => ({
+      ...alertEventView(e),
+      deliveries: e.deliveries.map((d) => ({ ...d, delivered_at: isoOrNull(d.delivered_at) })),
+    }));
   return c.json({ events });
 });
 

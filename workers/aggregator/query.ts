@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import { isStreamName } from "../../core/event";
 import { parseQuery, QueryBody, toCsv } from "../../core/query";
 import { StreamConfig } from "../../core/schemas";
+import { isoTime } from "../../core/time";
 import { requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import { actor, hub } from "../lib/registry";
@@ -74,7 +75,7 @@ query.put("/v1/streams/:name/config", requireKey("admin"), jsonBody(StreamConfig
     stream: name,
     dimension_sets: done.dimension_sets,
     scaling: done.scaling,
-    applies_from: new Date(done.applies_from).toISOString(),
+    applies_from: isoTime(done.applies_from),
     note: "Events accepted from now on are aggregated by these sets; events accepted earlier are not. Shard bounds apply at once.",
   });
 });

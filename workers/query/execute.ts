@@ -26,6 +26,7 @@ import {
   type QueryResult,
   refs,
 } from "../../core/query";
+import { isoTime } from "../../core/time";
 import { FrequentItems } from "../../core/topk";
 import { type Db, historyEnabled, openDb } from "../../db/client";
 import type { MinutePeriod } from "../../db/history";
@@ -537,7 +538,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
       if (per === undefined) continue;
       const values = outputsOf(per, secondsOf(b));
       const prev = previous ? outputsOf(previous.byBucket.get(b - len)?.get(r.key), secondsOf(b)) : [];
-      rows.push([...r.group, new Date(b).toISOString(), ...values, ...extra(values), ...prev]);
+      rows.push([...r.group, isoTime(b), ...values, ...extra(values), ...prev]);
     }
   }
 
@@ -545,7 +546,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
     columns,
     rows,
     meta: {
-      span: { from: new Date(q.from).toISOString(), to: new Date(q.to).toISOString() },
+      span: { from: isoTime(q.from), to: isoTime(q.to) },
       step: q.step,
       streams: plans.map((p) => ({ alias: p.alias, stream: p.stream, source: p.source?.name ?? "stream" })),
       sources: [...sources].sort(),
