@@ -5,7 +5,7 @@
  * sdk/src (no server code, no Node built-ins) or a declaration file points outside sdk/dist.
  */
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -56,6 +56,33 @@ export async function buildBundles(): Promise<BuildResult> {
   return { files };
 }
 
+/**
+ * The `edgepulse` CLI (package.json `bin`): Node-only, its npm dependencies left as imports (they are the
+ * package's `dependencies`), nothing from outside sdk/src but the package's own package.json (its version).
+ */
+export async function buildCli(): Promise<string> {
+  const outfile = "dist/cli.js";
+  const r = await build({
+    entryPoints: ["src/cli/index.ts"],
+    absWorkingDir: SDK,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    packages: "external",
+    banner: { js: "#!/usr/bin/env node" },
+    outfile,
+    metafile: true,
+    logLevel: "warning",
+    legalComments: "none",
+  });
+  const outside = Object.keys(r.metafile.inputs).filter((p) => !p.startsWith("src/") && p !== "package.json");
+  if (outside.length > 0) throw new Error(`cli: the bundle pulls in code outside sdk/src: ${outside.join(", ")}`);
+  const file = join(SDK, outfile);
+  chmodSync(file, 0o755);
+  return file;
+}
+
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
     d.isDirectory() ? walk(join(dir, d.name)) : [join(dir, d.name)],
@@ -89,14 +116,15 @@ export function buildDeclarations(): void {
   if (problems.length > 0) throw new Error(`declarations point outside sdk/dist:\n${problems.join("\n")}`);
 }
 
-export async function buildAll(): Promise<BuildResult> {
+export async function buildAll(): Promise<BuildResult & { cli: string }> {
   const r = await buildBundles();
+  const cli = await buildCli();
   buildDeclarations();
-  return r;
+  return { ...r, cli };
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { files } = await buildAll();
-  for (const f of Object.values(files)) console.log(`built ${relative(SDK, f)}`);
+  const { files, cli } = await buildAll();
+  for (const f of [...Object.values(files), cli]) console.log(`built ${relative(SDK, f)}`);
   console.log("built dist/types (declarations checked: nothing points outside sdk/dist)");
 }
