@@ -37,8 +37,6 @@ export interface CombinerOptions<Req> {
   weight?: (req: Req) => number;
   /** How long a caller waits for its answer or its turn to lead. */
   maxWaitMs: number;
-  /** Called when nothing waits and nothing is in flight (so a map of combiners can drop this one). */
-  onIdle?: () => void;
   /** Clock for the stale-leader check (tests inject one). */
   now?: () => number;
 }
@@ -107,7 +105,6 @@ export class Combiner<Req, Res> {
     if (next === undefined) {
       this.#ledSince = null;
       this.#leader = null;
-      this.#opts.onIdle?.();
       return;
     }
     this.#ledSince = this.#now();

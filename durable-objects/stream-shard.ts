@@ -52,11 +52,6 @@ export class StreamShard extends DurableObject<Env> {
     return Promise.resolve(unavailable(req));
   }
 
-  /** Several requests (an isolate's combined call): each relayed as if it came alone. */
-  ingestMany(reqs: IngestRequest[]): Promise<IngestResult[]> {
-    return Promise.all(reqs.map((r) => this.ingest(r)));
-  }
-
   stats(): ShardStats {
     const c = this.#combiner;
     return { requests: c.carried, relays: c.calls, refused: this.#refused, waiting: c.waiting };
