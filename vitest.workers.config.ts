@@ -54,7 +54,11 @@ export default defineConfig(async () => {
     test: {
       name: "workers",
       include: ["test/workers/**/*.test.ts"],
-      // Files run in parallel on two cores: tests that await deliveries and flushes need room under load.
+      // One file at a time: several files call abortAllDurableObjects(), which reaches every object in the
+      // runtime, including the objects (and the runner) of a file running beside it; two full runs hung idle
+      // right after such a file while another ran in parallel.
+      fileParallelism: false,
+      maxWorkers: 1,
       testTimeout: 30_000,
     },
   };
