@@ -54,11 +54,7 @@ export default defineConfig(async () => {
     test: {
       name: "workers",
       include: ["test/workers/**/*.test.ts"],
-      // One file at a time: several files call abortAllDurableObjects(), which reaches every object in the
-      // runtime, including the objects (and the runner) of a file running beside it; two full runs hung idle
-      // right after such a file while another ran in parallel.
-      fileParallelism: false,
-      maxWorkers: 1,
+      // Files run in parallel on two cores: tests that await deliveries and flushes need room under load.
       testTimeout: 30_000,
     },
   };
