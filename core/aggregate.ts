@@ -6,7 +6,7 @@
  * `sketch` is always the encoded DDSketch (core/ddsketch.ts): aggregates
  * merge exactly (counts and sums add, min/max compare, sketch bins add).
  */
-import { ByteReader, ByteWriter } from "./bytes";
+import { ByteReader, ByteWriter } from "./bytes.ts";
 import {
   addEncoded,
   addValue,
@@ -17,7 +17,7 @@ import {
   MAX_BINS,
   nearestRank,
   quantile,
-} from "./ddsketch";
+} from "./ddsketch.ts";
 
 export interface Aggregate {
   count: number;

@@ -12,8 +12,8 @@ import {
   type TransitionKind,
   validateRule,
   verifyWebhook,
-} from "./alerts";
-import type { Figures } from "./window";
+} from "./alerts.ts";
+import type { Figures } from "./window.ts";
 
 const T0 = Date.UTC(2026, 10, 22, 10, 0, 0);
 const S = 1000;

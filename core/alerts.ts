@@ -9,13 +9,13 @@
  * A no-data rule is active while no event has arrived for `no_data`.
  */
 import { z } from "zod";
-import type { Figures } from "./aggregate";
-import { CodedError } from "./errors";
-import { isStreamName } from "./event";
-import type { AlertEvent } from "./live";
-import { describeIssues } from "./schemas";
-import { isoOrNull, isoTime } from "./time";
-import { WINDOW_NAMES, type WindowName } from "./window";
+import type { Figures } from "./aggregate.ts";
+import { CodedError } from "./errors.ts";
+import { isStreamName } from "./event.ts";
+import type { AlertEvent } from "./live.ts";
+import { describeIssues } from "./schemas.ts";
+import { isoOrNull, isoTime } from "./time.ts";
+import { WINDOW_NAMES, type WindowName } from "./window.ts";
 
 export const AGGREGATES = [
   "count",

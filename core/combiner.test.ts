@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Combiner, CombinerTimeout } from "./combiner";
+import { Combiner, CombinerTimeout } from "./combiner.ts";
 
 /** A target whose calls the test answers by hand, recording what each carried. */
 function target() {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Accumulator } from "./aggregate";
+import { Accumulator } from "./aggregate.ts";
 import {
   addEncoded,
   addValue,
@@ -15,8 +15,8 @@ import {
   nearestRank,
   quantile,
   valueOfKey,
-} from "./ddsketch";
-import { seededRandom } from "./random";
+} from "./ddsketch.ts";
+import { seededRandom } from "./random.ts";
 
 /** Nearest rank: the smallest value with at least q·n values at or below it. */
 const exactQuantile = (sorted: number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)];

@@ -18,7 +18,7 @@
  * 2048 bins span a value ratio of 1.0202^2048 ≈ 10^17, far more than any
  * real measurement spreads over.
  */
-import { ByteReader, ByteWriter } from "./bytes";
+import { ByteReader, ByteWriter } from "./bytes.ts";
 
 export const RELATIVE_ACCURACY = 0.01;
 /** The most bins any sketch holds (window merges, minute and history rows). */

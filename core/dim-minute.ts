@@ -5,11 +5,11 @@
  * HyperLogLog registers, and what each dimension folded into "__other__").
  * Used by core/dims.ts, which owns the values, the budget and the ring.
  */
-import { type Accumulator, type Aggregate, readAggregate, writeAggregate } from "./aggregate";
-import { ByteReader, ByteWriter } from "./bytes";
-import { encodeRegisters } from "./hll";
-import { FrequentItems } from "./topk";
-import { SECOND_MAX_BINS } from "./window";
+import { type Accumulator, type Aggregate, readAggregate, writeAggregate } from "./aggregate.ts";
+import { ByteReader, ByteWriter } from "./bytes.ts";
+import { encodeRegisters } from "./hll.ts";
+import { FrequentItems } from "./topk.ts";
+import { SECOND_MAX_BINS } from "./window.ts";
 
 /** Items kept by each frequent-items summary of a dimension's folded values, per minute. */
 export const TOPK_ITEMS = 64;

@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { nearestRank } from "./ddsketch";
-import { type DimEvent, DimState, distinctOf, OTHER, OTHER_VID, type SpanResult, tupleValue } from "./dims";
-import { seededRandom } from "./random";
-import { minuteOf, secondOf } from "./window";
+import { nearestRank } from "./ddsketch.ts";
+import { type DimEvent, DimState, distinctOf, OTHER, OTHER_VID, type SpanResult, tupleValue } from "./dims.ts";
+import { seededRandom } from "./random.ts";
+import { minuteOf, secondOf } from "./window.ts";
 
 const NOW = Date.UTC(2026, 10, 22, 10, 30, 0, 0);
 const M = minuteOf(secondOf(NOW));

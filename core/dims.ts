@@ -27,14 +27,14 @@
  * dimension; per minute, ≤ one group per (dimension, value) and two
  * summaries of ≤ 2·TOPK_ITEMS items per dimension.
  */
-import { Accumulator } from "./aggregate";
-import { ByteReader, ByteWriter } from "./bytes";
-import { type GroupAcc, OpenMinute, type Overflow, readBlock, TOPK_ITEMS, writeBlock } from "./dim-minute";
-import { estimateSparse, hashUser, mergeEncodedRegisters } from "./hll";
-import { FrequentItems } from "./topk";
-import { minuteOf, secondOf } from "./window";
+import { Accumulator } from "./aggregate.ts";
+import { ByteReader, ByteWriter } from "./bytes.ts";
+import { type GroupAcc, OpenMinute, type Overflow, readBlock, TOPK_ITEMS, writeBlock } from "./dim-minute.ts";
+import { estimateSparse, hashUser, mergeEncodedRegisters } from "./hll.ts";
+import { FrequentItems } from "./topk.ts";
+import { minuteOf, secondOf } from "./window.ts";
 
-export { type BlockGroup, type Overflow, readBlock, TOPK_ITEMS } from "./dim-minute";
+export { type BlockGroup, type Overflow, readBlock, TOPK_ITEMS } from "./dim-minute.ts";
 export const OTHER = "__other__";
 export const OTHER_VID = 0;
 /** Minutes of packed dimension blocks kept in memory: the 15-minute window and the current minute. */

@@ -1,7 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_CONFIG, loadConfig } from "./config";
-import { EVENT_ERRORS, eventErrorMessage } from "./errors";
-import { admitTime, bodyFormat, decodeBody, isStreamName, MAX_ABS_VALUE, parseTimestamp, validateEvent } from "./event";
+import { DEFAULT_CONFIG, loadConfig } from "./config.ts";
+import { EVENT_ERRORS, eventErrorMessage } from "./errors.ts";
+import {
+  admitTime,
+  bodyFormat,
+  decodeBody,
+  isStreamName,
+  MAX_ABS_VALUE,
+  parseTimestamp,
+  validateEvent,
+} from "./event.ts";
 
 const NOW = Date.UTC(2026, 10, 22, 10, 0, 0);
 

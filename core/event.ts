@@ -1,5 +1,5 @@
-import type { Config } from "./config";
-import { EVENT_ERRORS, type EventErrorCode } from "./errors";
+import type { Config } from "./config.ts";
+import { EVENT_ERRORS, type EventErrorCode } from "./errors.ts";
 
 /** The event schema (DESIGN.md §3), declared once. */
 export const EVENT_SCHEMA = {

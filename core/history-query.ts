@@ -2,8 +2,8 @@
  * Validation of history queries: `from`, `to` (epoch ms or ISO-8601; `to`
  * defaults to now, `from` to one step-limit before `to`) and `step`.
  */
-import { CodedError } from "./errors";
-import { parseTimestamp } from "./event";
+import { CodedError } from "./errors.ts";
+import { parseTimestamp } from "./event.ts";
 
 export const HISTORY_STEP_MS = { "1m": 60_000, "1h": 3_600_000, "1d": 86_400_000 } as const;
 export type HistoryStepName = keyof typeof HISTORY_STEP_MS;

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addUser, estimate, hashUser, murmur3, PeriodHll, REGISTERS, SlidingHll } from "./hll";
+import { addUser, estimate, hashUser, murmur3, PeriodHll, REGISTERS, SlidingHll } from "./hll.ts";
 
 describe("murmur3", () => {
   it("matches the reference vectors", () => {

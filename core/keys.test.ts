@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hashKey, keyPrefix, newKey, PREFIX_RANDOM_CHARS, SCOPES, scopeAllows, secretsEqual } from "./keys";
+import { hashKey, keyPrefix, newKey, PREFIX_RANDOM_CHARS, SCOPES, scopeAllows, secretsEqual } from "./keys.ts";
 
 describe("API keys", () => {
   it("have 256 random bits behind a readable scope", () => {

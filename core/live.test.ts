@@ -17,9 +17,9 @@ import {
   SPARK_MINUTES,
   type StreamSnapshotMessage,
   type StreamUpdateMessage,
-} from "./live";
-import type { StreamCounters } from "./protocol";
-import { type Aggregates, WINDOW_NAMES, WINDOWS, type WindowName } from "./window";
+} from "./live.ts";
+import type { StreamCounters } from "./protocol.ts";
+import { type Aggregates, WINDOW_NAMES, WINDOWS, type WindowName } from "./window.ts";
 
 const AT = Date.UTC(2026, 10, 22, 10, 30);
 

@@ -10,8 +10,8 @@
  * Heartbeat: the client sends the text "ping" and gets "pong" (answered
  * without waking a hibernating object).
  */
-import type { StreamCounters } from "./protocol";
-import { type Aggregates, type SeriesPoint, WINDOW_NAMES, type WindowName } from "./window";
+import type { StreamCounters } from "./protocol.ts";
+import { type Aggregates, type SeriesPoint, WINDOW_NAMES, type WindowName } from "./window.ts";
 
 export type { SeriesPoint };
 

@@ -1,10 +1,10 @@
 /** Shapes exchanged between the Worker and its actors (typed RPC), and returned by the API. */
 
-import type { EventErrorCode } from "./errors";
-import type { StreamEvent } from "./event";
-import type { Scope } from "./keys";
-import type { ScalingStatus } from "./shards";
-import type { Aggregates, WindowName } from "./window";
+import type { EventErrorCode } from "./errors.ts";
+import type { StreamEvent } from "./event.ts";
+import type { Scope } from "./keys.ts";
+import type { ScalingStatus } from "./shards.ts";
+import type { Aggregates, WindowName } from "./window.ts";
 
 export interface IngestRequest {
   tenant: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CodedError } from "./errors";
+import { CodedError } from "./errors.ts";
 import {
   chooseSource,
   type DimensionInfo,
@@ -18,8 +18,8 @@ import {
   type QueryStep,
   refs,
   toCsv,
-} from "./query";
-import { seededRandom } from "./random";
+} from "./query.ts";
+import { seededRandom } from "./random.ts";
 
 const MIN = 60_000;
 const HOUR = 3_600_000;

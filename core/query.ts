@@ -17,13 +17,13 @@
  * and measures as "s.count" or formulas {"name": "rate", "expr": "c.count / s.count"}.
  */
 import { z } from "zod";
-import { CodedError } from "./errors";
-import { isStreamName, MAX_DIM_KEY_LENGTH, MAX_DIM_VALUE_LENGTH, parseTimestamp } from "./event";
-import { FILTER_OPS, type FilterOp, MEASURES, type Measure, QUERY_STEPS, type QueryStep } from "./measures";
-import { describeIssues } from "./schemas";
-import { WINDOW_NAMES, WINDOWS, type WindowName } from "./window";
+import { CodedError } from "./errors.ts";
+import { isStreamName, MAX_DIM_KEY_LENGTH, MAX_DIM_VALUE_LENGTH, parseTimestamp } from "./event.ts";
+import { FILTER_OPS, type FilterOp, MEASURES, type Measure, QUERY_STEPS, type QueryStep } from "./measures.ts";
+import { describeIssues } from "./schemas.ts";
+import { WINDOW_NAMES, WINDOWS, type WindowName } from "./window.ts";
 
-export { FILTER_OPS, type FilterOp, MEASURES, type Measure, QUERY_STEPS, type QueryStep } from "./measures";
+export { FILTER_OPS, type FilterOp, MEASURES, type Measure, QUERY_STEPS, type QueryStep } from "./measures.ts";
 
 /** Limits, refused before anything runs (never a timeout). */
 export const QUERY_LIMITS = {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { rateLimitHeaders, slidingWindow } from "./ratelimit";
+import { rateLimitHeaders, slidingWindow } from "./ratelimit.ts";
 
 describe("sliding window", () => {
   it("allows `limit` requests per window, then refuses until the window slides", () => {

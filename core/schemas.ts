@@ -5,8 +5,8 @@
  * validator in core/event.ts, which is on the hot path.
  */
 import { z } from "zod";
-import { SCOPES } from "./keys";
-import { MAX_SHARDS } from "./shards";
+import { SCOPES } from "./keys.ts";
+import { MAX_SHARDS } from "./shards.ts";
 
 export const TenantCreate = z.strictObject({
   name: z.string().trim().min(1).max(128).describe("A label for the tenant (required)."),

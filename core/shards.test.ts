@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { MAX_SHARDS, ScalePolicy, type ScalingSettings, ShardLoads, SPLIT_SECONDS, shardName, shardOf } from "./shards";
+import {
+  MAX_SHARDS,
+  ScalePolicy,
+  type ScalingSettings,
+  ShardLoads,
+  SPLIT_SECONDS,
+  shardName,
+  shardOf,
+} from "./shards.ts";
 
 const settings = (over: Partial<ScalingSettings> = {}): ScalingSettings => ({
   targetPerShard: 100,

@@ -14,7 +14,7 @@
  * answer (windows, dims, top-k, alerts, history, sockets) stays the
  * primary's, so it is exact whatever N is and however often N changes.
  */
-import { murmur3 } from "./hll";
+import { murmur3 } from "./hll.ts";
 
 /** Most shards a stream spreads over (the hard cap; a stream's config may lower it). */
 export const MAX_SHARDS = 64;

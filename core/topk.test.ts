@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { seededRandom } from "./random";
-import { FrequentItems } from "./topk";
+import { seededRandom } from "./random.ts";
+import { FrequentItems } from "./topk.ts";
 
 /** Zipf(s) over n values: a sampler by inverse CDF. */
 function zipf(n: number, s: number, rand: () => number) {

@@ -12,7 +12,7 @@
  *
  * Bounded: ≤ 2k items in memory between reductions, ≤ k once reduced.
  */
-import { ByteReader, ByteWriter } from "./bytes";
+import { ByteReader, ByteWriter } from "./bytes.ts";
 
 export class FrequentItems {
   readonly k: number;

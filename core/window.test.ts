@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decodeAggregate, encodeAggregate } from "./aggregate";
-import { binCount } from "./ddsketch";
-import { hashUser, type PeriodHll } from "./hll";
-import { seededRandom } from "./random";
+import { decodeAggregate, encodeAggregate } from "./aggregate.ts";
+import { binCount } from "./ddsketch.ts";
+import { hashUser, type PeriodHll } from "./hll.ts";
+import { seededRandom } from "./random.ts";
 import {
   expiryCutoff,
   MINUTE_BLOCK_MAX_BYTES,
@@ -14,7 +14,7 @@ import {
   WINDOW_NAMES,
   WINDOWS,
   type WindowEvent,
-} from "./window";
+} from "./window.ts";
 
 const NOW = Date.UTC(2026, 10, 22, 10, 0, 0, 500);
 

@@ -30,12 +30,12 @@ import {
   mergeAggregates,
   readAggregate,
   writeAggregate,
-} from "./aggregate";
-import { ByteReader, ByteWriter } from "./bytes";
-import { addEncoded, type Bins, binCount, encodeBins, MAX_BINS } from "./ddsketch";
-import { hashUser, PeriodHll, SlidingHll } from "./hll";
+} from "./aggregate.ts";
+import { ByteReader, ByteWriter } from "./bytes.ts";
+import { addEncoded, type Bins, binCount, encodeBins, MAX_BINS } from "./ddsketch.ts";
+import { hashUser, PeriodHll, SlidingHll } from "./hll.ts";
 
-export { type Figures, QUANTILES } from "./aggregate";
+export { type Figures, QUANTILES } from "./aggregate.ts";
 
 /** The live windows, declared once: every list of windows in the code reads this. */
 export const WINDOWS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600 } as const;

@@ -5,7 +5,7 @@
  * sdk/src (no server code, no Node built-ins) or a declaration file points outside sdk/dist.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -99,7 +99,8 @@ export function checkDeclarations(dir = join(DIST, "types")): string[] {
     )) {
       const spec = m[1] ?? m[2];
       const target = resolve(dirname(file), spec);
-      if (!spec.startsWith(".") || relative(DIST, target).startsWith("..")) {
+      const declared = target.replace(/\.js$/, ".d.ts");
+      if (!spec.startsWith(".") || relative(DIST, target).startsWith("..") || !existsSync(declared)) {
         problems.push(`${relative(SDK, file)}: '${spec}'`);
       }
     }
@@ -112,6 +113,13 @@ export function buildDeclarations(): void {
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   const r = spawnSync(process.execPath, [tsc, "-p", join(SDK, "tsconfig.build.json")], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
+  // Sources import with explicit `.ts` extensions (Deno needs them); published declarations name the
+  // `.js` a consumer's resolver maps to the `.d.ts` beside it, whatever its `allowImportingTsExtensions`.
+  for (const file of walk(join(DIST, "types")).filter((f) => f.endsWith(".d.ts"))) {
+    const text = readFileSync(file, "utf8");
+    const out = text.replace(/((?:from\s+|import\(\s*)["'])(\.\.?\/[^"']+)\.ts(["'])/g, "$1$2.js$3");
+    if (out !== text) writeFileSync(file, out);
+  }
   const problems = checkDeclarations();
   if (problems.length > 0) throw new Error(`declarations point outside sdk/dist:\n${problems.join("\n")}`);
 }

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { buildBundles, SDK } from "./build.mjs";
+import { buildBundles, SDK } from "./build.mts";
 
 export const BUDGET_BYTES = 5 * 1024;
 

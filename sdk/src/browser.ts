@@ -5,10 +5,10 @@
  * sent (offline, or out of retries) wait in a bounded queue in localStorage, sent again when the browser
  * comes back online or on the next page load; every event has an id, so a resend is never counted twice.
  */
-import { addReceipt, Client, type ClientOptions, emptyReceipt } from "./client";
-import { BEACON_MAX_BYTES } from "./limits";
-import type { Receipt, WireEvent } from "./types";
-import { clamp, toBatches } from "./util";
+import { addReceipt, Client, type ClientOptions, emptyReceipt } from "./client.ts";
+import { BEACON_MAX_BYTES } from "./limits.ts";
+import type { Receipt, WireEvent } from "./types.ts";
+import { clamp, toBatches } from "./util.ts";
 
 type KeyValueStorage = Pick<Storage, "getItem" | "setItem" | "removeItem">;
 
@@ -193,5 +193,5 @@ export function createClient(options: BrowserOptions): BrowserClient {
   return new BrowserClient(options);
 }
 
-export { Client, type ClientOptions, type Clock } from "./client";
-export type { EventRejection, Receipt, RejectionCode, TrackFields, WireEvent } from "./types";
+export { Client, type ClientOptions, type Clock } from "./client.ts";
+export type { EventRejection, Receipt, RejectionCode, TrackFields, WireEvent } from "./types.ts";

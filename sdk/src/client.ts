@@ -4,9 +4,9 @@
  * backoff and jitter that honour Retry-After, and receipts mapped back to the events they refer to.
  * Every I/O dependency (fetch, clock, randomness) is injectable, so the tests drive it without waiting.
  */
-import { SERVER_MAX_BODY_BYTES_DEFAULT, SERVER_MAX_EVENTS_MAX } from "./limits";
-import type { EventRejection, Receipt, RejectionCode, TrackFields, WireEvent } from "./types";
-import { backoffDelay, clamp, parseRetryAfter, randomId, toBatches } from "./util";
+import { SERVER_MAX_BODY_BYTES_DEFAULT, SERVER_MAX_EVENTS_MAX } from "./limits.ts";
+import type { EventRejection, Receipt, RejectionCode, TrackFields, WireEvent } from "./types.ts";
+import { backoffDelay, clamp, parseRetryAfter, randomId, toBatches } from "./util.ts";
 
 export interface Clock {
   now(): number;

@@ -2,9 +2,9 @@
  * The universal entry (Node, Deno, Workers, and browsers that want no page-hide handling): the shared
  * client plus gzip of request bodies. No Node built-ins: it runs wherever fetch does.
  */
-import { Client, type ClientOptions } from "./client";
-import { SERVER_MAX_EVENTS_DEFAULT } from "./limits";
-import { byteLength } from "./util";
+import { Client, type ClientOptions } from "./client.ts";
+import { SERVER_MAX_EVENTS_DEFAULT } from "./limits.ts";
+import { byteLength } from "./util.ts";
 
 export interface ServerOptions extends ClientOptions {
   /** Gzip bodies of at least `gzipMinBytes` (the collector accepts Content-Encoding: gzip). Default: true where CompressionStream exists. */
@@ -37,5 +37,5 @@ export function createClient(options: ServerOptions): ServerClient {
   return new ServerClient(options);
 }
 
-export { Client, type ClientOptions, type Clock } from "./client";
-export type { EventRejection, Receipt, RejectionCode, TrackFields, WireEvent } from "./types";
+export { Client, type ClientOptions, type Clock } from "./client.ts";
+export type { EventRejection, Receipt, RejectionCode, TrackFields, WireEvent } from "./types.ts";

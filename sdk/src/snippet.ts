@@ -2,9 +2,9 @@
  * The IIFE build for pages with no build step: exposes `window.edgepulse` and replays the calls the
  * loader stub queued (`edgepulse.q`) before this script arrived. See sdk/README.md for the stub.
  */
-import { type BrowserClient, type BrowserOptions, createClient } from "./browser";
-import { emptyReceipt } from "./client";
-import type { Receipt, TrackFields } from "./types";
+import { type BrowserClient, type BrowserOptions, createClient } from "./browser.ts";
+import { emptyReceipt } from "./client.ts";
+import type { Receipt, TrackFields } from "./types.ts";
 
 type Call = [method: string, args: ArrayLike<unknown>];
 interface Api {

@@ -3,8 +3,8 @@
  * Type-only imports: nothing from core reaches the bundles; the build emits these declarations into
  * sdk/dist so the published types never point outside the package.
  */
-import type { ErrorCode, EventErrorCode } from "../../core/errors";
-import type { StreamEvent } from "../../core/event";
+import type { ErrorCode, EventErrorCode } from "../../core/errors.ts";
+import type { StreamEvent } from "../../core/event.ts";
 
 /** What `track(name, fields)` accepts besides the name: the event schema's optional fields. */
 export interface TrackFields extends Omit<StreamEvent, "ts" | "id"> {

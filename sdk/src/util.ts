@@ -1,4 +1,4 @@
-import type { WireEvent } from "./types";
+import type { WireEvent } from "./types.ts";
 
 /** 16 random bytes as 32 hex chars. getRandomValues exists in every target, secure context or not. */
 export function randomId(bytes: (n: number) => Uint8Array = (n) => crypto.getRandomValues(new Uint8Array(n))): string {

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createClient } from "../src/browser";
-import type { WireEvent } from "../src/types";
-import { error, fakeFetch, memoryStorage, ok } from "./helpers";
+import { createClient } from "../src/browser.ts";
+import type { WireEvent } from "../src/types.ts";
+import { error, fakeFetch, memoryStorage, ok } from "./helpers.ts";
 
 let online = true;
 const base = {

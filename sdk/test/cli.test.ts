@@ -5,9 +5,9 @@
  */
 import { CommanderError } from "commander";
 import { describe, expect, it } from "vitest";
-import { type ConfigFile, configPath, resolveSettings } from "../src/cli/config";
-import type { ImportOptions } from "../src/cli/import";
-import { type Actions, createProgram } from "../src/cli/program";
+import { type ConfigFile, configPath, resolveSettings } from "../src/cli/config.ts";
+import type { ImportOptions } from "../src/cli/import.ts";
+import { type Actions, createProgram } from "../src/cli/program.ts";
 import {
   csvEvent,
   csvMapping,
@@ -18,8 +18,8 @@ import {
   jsonEvent,
   LineSplitter,
   type Rec,
-} from "../src/cli/records";
-import { MAX_ID_LENGTH } from "../src/limits";
+} from "../src/cli/records.ts";
+import { MAX_ID_LENGTH } from "../src/limits.ts";
 
 function recorder() {
   const calls: { cmd: string; args: unknown[]; globals: unknown }[] = [];

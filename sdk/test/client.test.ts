@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createClient } from "../src/index";
-import { backoffDelay, parseRetryAfter, toBatches } from "../src/util";
-import { error, fakeFetch, ok } from "./helpers";
+import { createClient } from "../src/index.ts";
+import { backoffDelay, parseRetryAfter, toBatches } from "../src/util.ts";
+import { error, fakeFetch, ok } from "./helpers.ts";
 
 const base = { endpoint: "https://collector.test/", key: "ep_ingest_k", clock: { random: () => 0 } };
 

@@ -1,4 +1,4 @@
-import type { WireEvent } from "../src/types";
+import type { WireEvent } from "../src/types.ts";
 
 export interface Sent {
   url: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { CONFIG } from "../../core/config";
-import { MAX_ID_LENGTH as CORE_MAX_ID_LENGTH } from "../../core/event";
-import * as sdk from "../src/limits";
+import { CONFIG } from "../../core/config.ts";
+import { MAX_ID_LENGTH as CORE_MAX_ID_LENGTH } from "../../core/event.ts";
+import * as sdk from "../src/limits.ts";
 
 describe("limits copied from core", () => {
   it("match core/config.ts and core/event.ts", () => {

@@ -4,7 +4,11 @@
  * beacons, the offline queue flushed on `online`, a 429 respected). "Exactly once" is checked on the
  * stream's own counters, read back through the API.
  */
+import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildBundles } from "../../sdk/scripts/build.mjs";
@@ -13,6 +17,8 @@ import { createTestDatabase } from "../support/pg";
 import { createTenant, type Keys, type Stack, startStack } from "../support/stack";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const DENO_CLIENT = fileURLToPath(new URL("./fixtures/deno-client.ts", import.meta.url));
+const execFileAsync = promisify(execFile);
 /** The collector takes at most this many events per request here, so the SDK's larger batches meet a 413. */
 const SERVER_MAX_EVENTS = 100;
 
@@ -167,6 +173,29 @@ describe("SDK from Node against the stack", () => {
     const only = client.track("sdk.receipts", { value: Number.NaN });
     const r2 = await client.close();
     expect(r2.rejected.map((x) => [x.code, x.event.id])).toEqual([["invalid_value", only]]);
+  });
+});
+
+describe("SDK from Deno against the stack", () => {
+  it("runs from its sources under Deno 2: batches split on 413, gzip, receipts, a lost answer retried once", async () => {
+    const deno = createRequire(import.meta.url).resolve("deno/bin.cjs");
+    const host = new URL(stack.url).host;
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [deno, "run", `--allow-net=${host}`, "--allow-env=EDGEPULSE_URL,EDGEPULSE_KEY", DENO_CLIENT],
+      { env: { ...process.env, EDGEPULSE_URL: stack.url, EDGEPULSE_KEY: keys.ingest, NO_COLOR: "1" } },
+    );
+    const out = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
+    expect(out.runtime).toMatch(/^deno 2\./);
+    expect(out.first).toMatchObject({ accepted: 600, duplicates: 0, rejected: [["invalid_value", true]] });
+    expect(out.statuses).toContain(413);
+    // Every body of 1 KiB or more went gzipped; only the lone invalid event's batch was small enough to go plain.
+    const plain = out.encodings.filter((e: string) => e !== "gzip");
+    expect(plain).toHaveLength(1);
+    expect(Number(plain[0].match(/^plain (\d+) B$/)?.[1])).toBeLessThan(1024);
+    expect(out.second).toMatchObject({ accepted: 0, duplicates: 20, rejected: 0, requests: 2, retries: 1 });
+    expect(await streamFigures(keys.read, "sdk.deno")).toEqual({ count: 600, accepted: 600, duplicates: 0 });
+    expect(await streamFigures(keys.read, "sdk.deno.retry")).toEqual({ count: 20, accepted: 20, duplicates: 20 });
   });
 });
 

@@ -2,8 +2,8 @@
  * Control plane: `tenants create|list` with the operator token (POST/GET /v1/admin/tenants), `keys
  * create|list|revoke` with the tenant's admin key (/v1/keys).
  */
-import { api, type Target } from "./http";
-import { table } from "./output";
+import { api, type Target } from "./http.ts";
+import { table } from "./output.ts";
 
 interface KeyInfo {
   id: string;

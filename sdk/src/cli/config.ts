@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { usage } from "./errors";
+import { usage } from "./errors.ts";
 
 export type Role = "ingest" | "read" | "admin";
 

@@ -1,5 +1,5 @@
 /** JSON requests to the API, with its errors turned into CliErrors that keep the server's code and message. */
-import { CliError, EXIT } from "./errors";
+import { CliError, EXIT } from "./errors.ts";
 
 export interface Target {
   url: string;

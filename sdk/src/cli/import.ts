@@ -9,15 +9,15 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { resolve } from "node:path";
-import { ServerClient } from "../index";
-import { SERVER_MAX_BODY_BYTES_DEFAULT, SERVER_MAX_EVENTS_DEFAULT } from "../limits";
-import type { Receipt, RejectionCode, WireEvent } from "../types";
-import { CliError, EXIT, usage } from "./errors";
-import { formatCount } from "./output";
-import { createProgress, type ProgressMode } from "./progress";
-import type { Format, ImportEvent } from "./records";
-import { openSource, type SourceOptions } from "./sources";
-import { addTotals, emptyTotals, type ImportState, readState, type Totals, writeState } from "./state";
+import { ServerClient } from "../index.ts";
+import { SERVER_MAX_BODY_BYTES_DEFAULT, SERVER_MAX_EVENTS_DEFAULT } from "../limits.ts";
+import type { Receipt, RejectionCode, WireEvent } from "../types.ts";
+import { CliError, EXIT, usage } from "./errors.ts";
+import { formatCount } from "./output.ts";
+import { createProgress, type ProgressMode } from "./progress.ts";
+import type { Format, ImportEvent } from "./records.ts";
+import { openSource, type SourceOptions } from "./sources.ts";
+import { addTotals, emptyTotals, type ImportState, readState, type Totals, writeState } from "./state.ts";
 
 /** The SDK's server client, handing each batch to a delivery of its own so every receipt maps to its lines. */
 class ImportClient extends ServerClient {

@@ -3,6 +3,6 @@
  * stream live, run queries, manage tenants and keys. Node-only; kept out of the SDK's universal and browser
  * entries (nothing there imports sdk/src/cli).
  */
-import { main } from "./program";
+import { main } from "./program.ts";
 
 await main();

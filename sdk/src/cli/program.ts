@@ -3,15 +3,23 @@
  * is tested without a server; `main` runs the real ones (index.ts).
  */
 import { Command, CommanderError, InvalidArgumentError, Option, type OutputConfiguration } from "commander";
-import pkg from "../../package.json";
-import { keysCreate, keysList, keysRevoke, tenantsCreate, tenantsList } from "./admin";
-import { configPath, type GlobalFlags, loadConfigFile, needKey, needToken, type Role, resolveSettings } from "./config";
-import { CliError, EXIT } from "./errors";
-import { type ImportOptions, runImport, summaryText } from "./import";
-import type { ProgressMode } from "./progress";
-import { readQuery, runQuery } from "./query";
-import type { Format } from "./records";
-import { runTail, type TailOptions } from "./tail";
+import pkg from "../../package.json" with { type: "json" };
+import { keysCreate, keysList, keysRevoke, tenantsCreate, tenantsList } from "./admin.ts";
+import {
+  configPath,
+  type GlobalFlags,
+  loadConfigFile,
+  needKey,
+  needToken,
+  type Role,
+  resolveSettings,
+} from "./config.ts";
+import { CliError, EXIT } from "./errors.ts";
+import { type ImportOptions, runImport, summaryText } from "./import.ts";
+import type { ProgressMode } from "./progress.ts";
+import { readQuery, runQuery } from "./query.ts";
+import type { Format } from "./records.ts";
+import { runTail, type TailOptions } from "./tail.ts";
 
 export interface Actions {
   import(file: string, o: ImportOptions, g: GlobalFlags): Promise<number | undefined>;

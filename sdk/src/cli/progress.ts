@@ -3,7 +3,7 @@
  * `intervalMs` otherwise (logs, CI), nothing with --json. The ETA is by bytes of the file read.
  */
 import cliProgress from "cli-progress";
-import { formatCount, formatDuration } from "./output";
+import { formatCount, formatDuration } from "./output.ts";
 
 export interface ProgressFigures {
   /** Records settled (acknowledged by the server or refused locally) in this run. */

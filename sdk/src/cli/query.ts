@@ -1,8 +1,8 @@
 /** `edgepulse query '<json>'` / `--file q.json`: POST /v1/query, printed as a table, JSON or CSV. */
 import { readFileSync } from "node:fs";
-import { usage } from "./errors";
-import { api, type Target } from "./http";
-import { type Cell, table } from "./output";
+import { usage } from "./errors.ts";
+import { api, type Target } from "./http.ts";
+import { type Cell, table } from "./output.ts";
 
 export interface QueryOptions {
   file?: string;

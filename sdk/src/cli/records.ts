@@ -4,7 +4,7 @@
  * keep one bad record from failing a whole request. No I/O: tested in sdk/test/cli.test.ts.
  */
 import { createHash } from "node:crypto";
-import type { WireEvent } from "../types";
+import type { WireEvent } from "../types.ts";
 
 /** How many decoded bytes from the start of a file make its identity. */
 export const IDENTITY_BYTES = 64 * 1024;

@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import { Transform } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { parse as parseCsv } from "csv-parse";
-import { usage } from "./errors";
+import { usage } from "./errors.ts";
 import {
   type CsvMapping,
   type CsvOptions,
@@ -24,7 +24,7 @@ import {
   LineSplitter,
   type Mapped,
   type Rec,
-} from "./records";
+} from "./records.ts";
 
 const CHUNK = 1 << 20;
 

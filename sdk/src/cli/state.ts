@@ -6,8 +6,8 @@
  * on resume: their ids make them duplicates, not second counts.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { usage } from "./errors";
-import type { Format } from "./records";
+import { usage } from "./errors.ts";
+import type { Format } from "./records.ts";
 
 export interface Totals {
   /** Records read and handled (events sent + records refused locally). */

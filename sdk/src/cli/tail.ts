@@ -5,9 +5,9 @@
  * Authorization header. Reconnects with backoff when the socket drops; Ctrl-C ends it.
  */
 import WebSocket from "ws";
-import { CliError, EXIT, usage } from "./errors";
-import { errorFromBody } from "./http";
-import { cellText, formatCount } from "./output";
+import { CliError, EXIT, usage } from "./errors.ts";
+import { errorFromBody } from "./http.ts";
+import { cellText, formatCount } from "./output.ts";
 
 const WINDOWS = ["1m", "5m", "15m", "1h"] as const;
 type WindowName = (typeof WINDOWS)[number];
