@@ -38,6 +38,9 @@ export default defineConfig(async () => {
             SHARD_QUEUE_MAX_EVENTS: "100",
             MAX_STREAMS_PER_TENANT: "30",
             MAX_DIM_VALUES: "5",
+            // Small scrape budgets, so test/workers/metrics.test.ts reaches them with a few streams.
+            METRICS_MAX_SERIES: "200",
+            METRICS_MAX_BREAKDOWNS: "2",
             ALLOW_HTTP_WEBHOOKS: "true",
             TEST_WEBHOOK_URL: receiver.url,
             UPSTASH_REDIS_REST_URL: upstash.url,

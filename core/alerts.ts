@@ -13,24 +13,17 @@ import type { Figures } from "./aggregate.ts";
 import { CodedError } from "./errors.ts";
 import { isStreamName } from "./event.ts";
 import type { AlertEvent } from "./live.ts";
+import { MEASURES, type Measure } from "./measures.ts";
 import { describeIssues } from "./schemas.ts";
 import { isoOrNull, isoTime } from "./time.ts";
 import { WINDOW_NAMES, type WindowName } from "./window.ts";
 
-export const AGGREGATES = [
-  "count",
-  "rate",
-  "sum",
-  "min",
-  "max",
-  "mean",
-  "p50",
-  "p90",
-  "p95",
-  "p99",
-  "distinct_users",
-] as const;
-export type AggregateName = (typeof AGGREGATES)[number];
+/** Any live figure (core/measures.ts) but value_count, which no one alerts on. */
+export type AggregateName = Exclude<Measure, "value_count">;
+export const AGGREGATES = MEASURES.filter((m): m is AggregateName => m !== "value_count") as [
+  AggregateName,
+  ...AggregateName[],
+];
 export const COMPARATORS = [">", ">=", "<", "<="] as const;
 export type Comparator = (typeof COMPARATORS)[number];
 
@@ -260,37 +253,39 @@ const duration = (field: string) =>
   });
 
 /** The fields of a rule body, each validated on its own (create and PATCH bodies both use it). */
-export const RuleBody = z.strictObject({
-  name: z.string().min(1).max(200).optional().describe("Shown in notifications; defaults to '<stream> <kind>'."),
-  stream: z
-    .string()
-    .refine(isStreamName, "must be a stream name ([A-Za-z0-9_.:-]{1,128}, not only dots)")
-    .optional()
-    .describe("The stream the rule watches (required on create)."),
-  kind: z.enum(["threshold", "no_data"]).optional(),
-  aggregate: z.enum(AGGREGATES).optional().describe("Any live figure; default count."),
-  window: z
-    .enum(WINDOW_NAMES as [WindowName, ...WindowName[]])
-    .optional()
-    .describe("Default 5m."),
-  comparator: z.enum(COMPARATORS).optional().describe('Default ">".'),
-  threshold: z.number().finite().optional(),
-  resolve_threshold: z
-    .number()
-    .finite()
-    .nullable()
-    .optional()
-    .describe("Hysteresis: once firing, the alert resolves only past this."),
-  for: duration("for").optional(),
-  keep_firing_for: duration("keep_firing_for").optional(),
-  no_data: duration("no_data").optional(),
-  labels: z
-    .record(z.string().min(1).max(64), z.string().max(256))
-    .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`)
-    .optional(),
-  targets: z.array(z.string()).max(MAX_TARGETS).optional().describe("Webhook URLs (https)."),
-  enabled: z.boolean().optional(),
-});
+export const RuleBody = z
+  .strictObject({
+    name: z.string().min(1).max(200).optional().describe("Shown in notifications; defaults to '<stream> <kind>'."),
+    stream: z
+      .string()
+      .refine(isStreamName, "must be a stream name ([A-Za-z0-9_.:-]{1,128}, not only dots)")
+      .optional()
+      .describe("The stream the rule watches (required on create)."),
+    kind: z.enum(["threshold", "no_data"]).optional(),
+    aggregate: z.enum(AGGREGATES).optional().describe("Any live figure; default count."),
+    window: z
+      .enum(WINDOW_NAMES as [WindowName, ...WindowName[]])
+      .optional()
+      .describe("Default 5m."),
+    comparator: z.enum(COMPARATORS).optional().describe('Default ">".'),
+    threshold: z.number().finite().optional(),
+    resolve_threshold: z
+      .number()
+      .finite()
+      .nullable()
+      .optional()
+      .describe("Hysteresis: once firing, the alert resolves only past this."),
+    for: duration("for").optional(),
+    keep_firing_for: duration("keep_firing_for").optional(),
+    no_data: duration("no_data").optional(),
+    labels: z
+      .record(z.string().min(1).max(64), z.string().max(256))
+      .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`)
+      .optional(),
+    targets: z.array(z.string()).max(MAX_TARGETS).optional().describe("Webhook URLs (https)."),
+    enabled: z.boolean().optional(),
+  })
+  .meta({ id: "RuleBody", description: "An alert rule: all of it to create one, any subset to update one." });
 export type RuleBodyInput = z.input<typeof RuleBody>;
 export type RuleFields = z.output<typeof RuleBody>;
 

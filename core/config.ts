@@ -53,6 +53,20 @@ export const CONFIG = {
     max: 300_000,
     description: "How long a verified API key is cached in a Worker isolate (ms); bounds revocation delay.",
   },
+  OIDC_JWKS_TIMEOUT_MS: {
+    default: 3000,
+    min: 100,
+    max: 30_000,
+    description:
+      "How long fetching an identity provider's JWKS may take before the request is answered 503 identity_provider_unavailable (ms).",
+  },
+  OIDC_JWKS_COOLDOWN_MS: {
+    default: 30_000,
+    min: 0,
+    max: 600_000,
+    description:
+      "After a JWKS fetch, how long a token with an unknown key id is refused without fetching the JWKS again (ms); bounds refetches a forged kid can cause.",
+  },
   RATE_LIMIT_INGEST_PER_SEC: {
     default: 500,
     min: 1,
@@ -77,6 +91,20 @@ export const CONFIG = {
     min: 1,
     max: 1_000_000,
     description: "Most distinct streams a tenant may have; events for further streams are refused (stream_limit).",
+  },
+  METRICS_MAX_SERIES: {
+    default: 20_000,
+    min: 10,
+    max: 1_000_000,
+    description:
+      "Most series on one GET /v1/metrics page; further series (dimension breakdowns first) are left off and counted.",
+  },
+  METRICS_MAX_BREAKDOWNS: {
+    default: 200,
+    min: 0,
+    max: 10_000,
+    description:
+      "Most breakdowns (a stream's dimension key or declared set) one GET /v1/metrics runs; the rest are counted as unavailable.",
   },
   MAX_DIM_KEYS: {
     default: 32,

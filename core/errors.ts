@@ -18,6 +18,37 @@ export const ERRORS = {
   invalid_key: { status: 401, message: "The API key is not valid." },
   revoked_key: { status: 401, message: "The API key has been revoked." },
   insufficient_scope: { status: 403, message: "The API key's scope does not allow this." },
+  invalid_token: {
+    status: 401,
+    message: "The bearer token is not valid (signature, issuer, audience, algorithm or key id); see details.reason.",
+  },
+  token_expired: { status: 401, message: "The bearer token has expired; sign in again for a fresh one." },
+  role_not_mapped: {
+    status: 403,
+    message: "The token is valid but none of its roles maps to a scope in the tenant's OIDC configuration.",
+  },
+  identity_provider_unavailable: {
+    status: 503,
+    message: "The identity provider's signing keys (JWKS) could not be fetched; retry shortly.",
+  },
+  stream_not_allowed: {
+    status: 403,
+    message: "This credential is limited to stream prefixes that do not cover this stream.",
+  },
+  restricted_credential: {
+    status: 403,
+    message: "This credential is limited to stream prefixes; this needs an admin credential without stream_prefixes.",
+  },
+  invalid_oidc_config: { status: 400, message: "The OIDC configuration is not valid." },
+  oidc_not_configured: { status: 404, message: "This tenant has no OIDC identity provider registered." },
+  issuer_taken: {
+    status: 409,
+    message: "Another tenant has registered this issuer with one of these audiences.",
+  },
+  oidc_discovery_failed: {
+    status: 502,
+    message: "The issuer's discovery document (/.well-known/openid-configuration) could not be read.",
+  },
   admin_disabled: { status: 503, message: "Set the ADMIN_TOKEN secret to use the operator API." },
   invalid_request: { status: 400, message: "The request is not valid." },
   unknown_parameter: { status: 400, message: "The request has a query parameter this endpoint does not take." },
@@ -75,6 +106,8 @@ export const EVENT_ERRORS = {
   stream_unavailable: "The stream's actor could not be reached; resend this event (with an id, resending is safe).",
   stream_limit:
     "The tenant has reached its limit of distinct streams (MAX_STREAMS_PER_TENANT); send to an existing stream.",
+  stream_not_allowed:
+    "This credential is limited to stream prefixes that do not cover this event's name; the event was not stored.",
 } as const;
 
 export type EventErrorCode = keyof typeof EVENT_ERRORS;

@@ -25,8 +25,10 @@ export const MAX_DIMS = 16;
 export const MAX_DIM_KEY_LENGTH = 64;
 export const MAX_DIM_VALUE_LENGTH = 256;
 /** Epoch ms before 2001-09-09 are refused: they are almost always seconds sent by mistake. */
-const MIN_EPOCH_MS = 1_000_000_000_000;
-const ISO_PATTERN = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-](\d{2}):?(\d{2}))$/;
+export const MIN_EPOCH_MS = 1_000_000_000_000;
+/** Epoch ms from 5138-11-16 on are refused: they are almost always microseconds sent by mistake. */
+export const MAX_EPOCH_MS = 1e14;
+export const ISO_PATTERN = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-](\d{2}):?(\d{2}))$/;
 
 /** Date.parse rolls impossible dates over (Feb 30 → Mar 2): check every field is in range first. */
 function isoFieldsValid(m: RegExpExecArray): boolean {
@@ -69,7 +71,7 @@ export function isStreamName(s: unknown): s is string {
 
 export function parseTimestamp(raw: unknown): number | undefined {
   if (typeof raw === "number") {
-    return Number.isFinite(raw) && raw >= MIN_EPOCH_MS && raw < 1e14 ? Math.floor(raw) : undefined;
+    return Number.isFinite(raw) && raw >= MIN_EPOCH_MS && raw < MAX_EPOCH_MS ? Math.floor(raw) : undefined;
   }
   const m = typeof raw === "string" ? ISO_PATTERN.exec(raw) : null;
   if (m && isoFieldsValid(m)) {
@@ -154,22 +156,20 @@ export function admitTime(ts: number, now: number, config: Config): EventErrorCo
 
 export type BodyFormat = "json" | "ndjson" | "text";
 
+/** The media types POST /v1/events takes, and the body format each one means. */
+export const BODY_CONTENT_TYPES: Readonly<Record<string, BodyFormat>> = {
+  "application/json": "json",
+  "application/x-ndjson": "ndjson",
+  "application/ndjson": "ndjson",
+  "application/jsonl": "ndjson",
+  "application/x-jsonlines": "ndjson",
+  "text/plain": "text",
+};
+
 /** Maps a Content-Type header to a body format, or undefined when unsupported. */
 export function bodyFormat(contentType: string | null): BodyFormat | undefined {
   const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
-  switch (type) {
-    case "application/json":
-      return "json";
-    case "application/x-ndjson":
-    case "application/ndjson":
-    case "application/jsonl":
-    case "application/x-jsonlines":
-      return "ndjson";
-    case "text/plain":
-      return "text";
-    default:
-      return undefined;
-  }
+  return Object.hasOwn(BODY_CONTENT_TYPES, type) ? BODY_CONTENT_TYPES[type] : undefined;
 }
 
 /** Events nest at most array → event → dims. */

@@ -9,8 +9,10 @@ export const HISTORY_STEP_MS = { "1m": 60_000, "1h": 3_600_000, "1d": 86_400_000
 export type HistoryStepName = keyof typeof HISTORY_STEP_MS;
 /** Most points one query returns. */
 export const MAX_HISTORY_POINTS = 1500;
+/** The step when `step` is absent. */
+export const DEFAULT_HISTORY_STEP: HistoryStepName = "1m";
 /** Default span when `from` is absent, per step. */
-const DEFAULT_SPAN = { "1m": 3_600_000, "1h": 86_400_000, "1d": 30 * 86_400_000 } as const;
+export const DEFAULT_HISTORY_SPAN_MS = { "1m": 3_600_000, "1h": 86_400_000, "1d": 30 * 86_400_000 } as const;
 
 export interface HistoryQuery {
   from: Date;
@@ -24,7 +26,7 @@ export function parseHistoryQuery(
   rawStep: string | undefined,
   now: number,
 ): HistoryQuery {
-  const step = (rawStep ?? "1m") as HistoryStepName;
+  const step = (rawStep ?? DEFAULT_HISTORY_STEP) as HistoryStepName;
   if (!Object.hasOwn(HISTORY_STEP_MS, step)) {
     throw new CodedError("invalid_step", `step '${String(rawStep).slice(0, 16)}' is not one of 1m, 1h, 1d.`);
   }
@@ -40,7 +42,7 @@ export function parseHistoryQuery(
     return t;
   };
   const to = time(rawTo, "to", now);
-  const from = time(rawFrom, "from", to - DEFAULT_SPAN[step]);
+  const from = time(rawFrom, "from", to - DEFAULT_HISTORY_SPAN_MS[step]);
   if (from >= to) throw new CodedError("invalid_range", "from must be before to.");
   const points = Math.ceil((to - from) / HISTORY_STEP_MS[step]);
   if (points > MAX_HISTORY_POINTS) {

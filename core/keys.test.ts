@@ -1,5 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { hashKey, keyPrefix, newKey, PREFIX_RANDOM_CHARS, SCOPES, scopeAllows, secretsEqual } from "./keys.ts";
+import {
+  hashKey,
+  isStreamLimited,
+  keyPrefix,
+  newKey,
+  PREFIX_RANDOM_CHARS,
+  prefixesWithin,
+  SCOPES,
+  scopeAllows,
+  secretsEqual,
+  streamAllowed,
+} from "./keys.ts";
 
 describe("API keys", () => {
   it("have 256 random bits behind a readable scope", () => {
@@ -31,5 +42,38 @@ describe("API keys", () => {
     expect(scopeAllows("read", "ingest")).toBe(false);
     expect(scopeAllows("ingest", "read")).toBe(false);
     expect(scopeAllows("read", "admin")).toBe(false);
+  });
+
+  it("limit a credential to stream-name prefixes, as plain prefixes", () => {
+    const cases: Array<[string[] | null | undefined, string, boolean]> = [
+      [null, "anything", true],
+      [undefined, "anything", true],
+      [["checkout."], "checkout.completed", true],
+      [["checkout."], "checkout.", true],
+      [["checkout."], "checkout", false],
+      [["checkout."], "checkouts.completed", false],
+      [["checkout."], "x.checkout.completed", false],
+      [["checkout.", "cart"], "cart.added", true],
+      [["checkout.", "cart"], "carts", true],
+      [["checkout.", "cart"], "page.view", false],
+      // Case matters, as stream names do.
+      [["Checkout."], "checkout.completed", false],
+    ];
+    for (const [streamPrefixes, name, want] of cases) {
+      expect(streamAllowed({ streamPrefixes }, name), `${JSON.stringify(streamPrefixes)} ${name}`).toBe(want);
+    }
+    expect(isStreamLimited({ streamPrefixes: null })).toBe(false);
+    expect(isStreamLimited({})).toBe(false);
+    expect(isStreamLimited({ streamPrefixes: ["a"] })).toBe(true);
+  });
+
+  it("let a limited admin hand out only narrower prefixes", () => {
+    expect(prefixesWithin(null, null)).toBe(true);
+    expect(prefixesWithin(["a."], null)).toBe(true);
+    expect(prefixesWithin(null, ["a."])).toBe(false);
+    expect(prefixesWithin(["a.b."], ["a."])).toBe(true);
+    expect(prefixesWithin(["a.", "b"], ["a.", "b"])).toBe(true);
+    expect(prefixesWithin(["a"], ["a."])).toBe(false);
+    expect(prefixesWithin(["a.", "c."], ["a.", "b."])).toBe(false);
   });
 });

@@ -15,6 +15,42 @@ export function scopeAllows(have: Scope, need: Scope): boolean {
   return have === need || have === "admin";
 }
 
+/**
+ * Stream-prefix limits. A key or token may be limited to stream names starting with one of its prefixes
+ * (plain prefixes: `checkout.` covers `checkout.completed`, not `checkouts`). `null` means every stream.
+ * Bounds: at most MAX_STREAM_PREFIXES prefixes of at most MAX_STREAM_PREFIX_LENGTH characters each.
+ */
+export const MAX_STREAM_PREFIXES = 10;
+export const MAX_STREAM_PREFIX_LENGTH = 128;
+/** A prefix is made of stream-name characters (so `checkout.*` is refused rather than silently matching nothing). */
+export const STREAM_PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/** What a credential may reach: `streamPrefixes` null or absent = every stream of its tenant. */
+export interface StreamLimited {
+  readonly streamPrefixes?: readonly string[] | null;
+}
+
+/** The one rule: may this credential name, read, write or list the stream `name`? */
+export function streamAllowed(grant: StreamLimited, name: string): boolean {
+  const prefixes = grant.streamPrefixes;
+  if (prefixes === null || prefixes === undefined) return true;
+  return prefixes.some((p) => name.startsWith(p));
+}
+
+/** Whether the credential is limited to some streams (then it cannot manage tenant-wide things). */
+export const isStreamLimited = (grant: StreamLimited): boolean =>
+  grant.streamPrefixes !== null && grant.streamPrefixes !== undefined;
+
+/**
+ * Whether every stream `inner` allows is also allowed by `outer`: each inner prefix starts with an outer
+ * one. A limited admin may only hand out (or revoke) credentials within its own reach.
+ */
+export function prefixesWithin(inner: readonly string[] | null, outer: readonly string[] | null): boolean {
+  if (outer === null) return true;
+  if (inner === null) return false;
+  return inner.every((p) => outer.some((o) => p.startsWith(o)));
+}
+
 const base64url = (bytes: Uint8Array): string =>
   btoa(String.fromCharCode(...bytes))
     .replaceAll("+", "-")

@@ -81,6 +81,11 @@ export interface StreamRecord {
   first_event_at: number | null;
   last_event_at: number | null;
   firing: AlertEvent[];
+  /**
+   * What GET /v1/metrics breaks the stream down by: each dimension key seen (≤ MAX_DIM_KEYS) and each
+   * declared set (≤ 3), as key lists. Absent in records of earlier releases.
+   */
+  breakdowns?: string[][];
 }
 
 export interface DirectoryMessage {

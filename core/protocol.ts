@@ -90,6 +90,8 @@ export interface KeyInfo {
   scope: Scope;
   name: string;
   prefix: string;
+  /** Stream-name prefixes the key is limited to (core/keys.ts streamAllowed); null: every stream. */
+  stream_prefixes: string[] | null;
   created_at: string;
   revoked_at: string | null;
 }
@@ -100,12 +102,18 @@ export interface Tenant {
   created_at: string;
 }
 
-/** What a verified key grants. */
+/** What a verified key (or OIDC token, workers/lib/oidc.ts) grants. */
 export interface KeyGrant {
+  /** The key's id, or `oidc:<sub>` for a token. */
   keyId: string;
   tenantId: string;
   scope: Scope;
   revoked: boolean;
+  /**
+   * Stream-name prefixes the credential is limited to (core/keys.ts streamAllowed); null or absent (grants
+   * cached by earlier releases): every stream of the tenant.
+   */
+  streamPrefixes?: string[] | null;
   /** Per-tenant rate limits (requests/s); null fields fall back to the configured defaults. */
   limits: TenantLimits | null;
 }

@@ -78,7 +78,10 @@ export const QueryBody = z
     limit: z.int().min(1).max(QUERY_LIMITS.maxGroups).optional(),
     compare: z.literal("previous_period").optional(),
   })
-  .describe("A query over one stream's (or several streams') figures, by dimension and time.");
+  .meta({
+    id: "Query",
+    description: "A query over one stream's (or several streams') figures, by dimension and time.",
+  });
 export type QueryInput = z.input<typeof QueryBody>;
 
 const fail = (field: string, message: string): never => {

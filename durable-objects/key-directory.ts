@@ -5,7 +5,13 @@
  * streams, rules, the webhook secret) lives in that tenant's own
  * TenantRegistry. It is asked only on a key-cache miss.
  *
- * Bounds: one row per key and per tenant ever created (operator actions).
+ * It also maps OpenID Connect (issuer, audience) pairs to the tenant that
+ * registered them: a token is routed to the tenant its `iss` and `aud` name,
+ * and a pair belongs to one tenant only, so one tenant's tokens can never
+ * reach another.
+ *
+ * Bounds: one row per key and per tenant ever created (operator actions);
+ * at most MAX_AUDIENCES issuer rows per tenant (one issuer each).
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Tenant } from "../core/protocol";
@@ -16,6 +22,9 @@ const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)",
   "CREATE TABLE IF NOT EXISTS key_hashes (hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+  `CREATE TABLE IF NOT EXISTS issuers (issuer TEXT NOT NULL, audience TEXT NOT NULL, tenant_id TEXT NOT NULL,
+     PRIMARY KEY (issuer, audience)) WITHOUT ROWID`,
+  "CREATE INDEX IF NOT EXISTS issuers_by_tenant ON issuers (tenant_id)",
 ];
 
 export class KeyDirectory extends DurableObject<Env> {
@@ -80,6 +89,60 @@ export class KeyDirectory extends DurableObject<Env> {
   /** Records which tenant a key hash belongs to (before the tenant's registry stores the key). */
   addKey(hash: string, tenantId: string): void {
     this.#sql.exec("INSERT OR REPLACE INTO key_hashes (hash, tenant_id) VALUES (?, ?)", hash, tenantId);
+  }
+
+  /**
+   * Gives the tenant the (issuer, audience) pairs, replacing the ones it held; refused (nothing changed)
+   * when another tenant holds one of them. One transaction: two tenants racing for a pair cannot both win.
+   */
+  claimIssuer(tenantId: string, issuer: string, audiences: string[]): { ok: true } | { ok: false; audience: string } {
+    for (const audience of audiences) {
+      const holder = this.#sql
+        .exec<{ tenant_id: string }>(
+          "SELECT tenant_id FROM issuers WHERE issuer = ? AND audience = ?",
+          issuer,
+          audience,
+        )
+        .toArray()[0]?.tenant_id;
+      if (holder !== undefined && holder !== tenantId) return { ok: false, audience };
+    }
+    this.ctx.storage.transactionSync(() => {
+      this.#sql.exec("DELETE FROM issuers WHERE tenant_id = ?", tenantId);
+      for (const audience of audiences)
+        this.#sql.exec(
+          "INSERT INTO issuers (issuer, audience, tenant_id) VALUES (?, ?, ?)",
+          issuer,
+          audience,
+          tenantId,
+        );
+    });
+    return { ok: true };
+  }
+
+  /** Drops the tenant's issuer. */
+  releaseIssuer(tenantId: string): void {
+    this.#sql.exec("DELETE FROM issuers WHERE tenant_id = ?", tenantId);
+  }
+
+  /**
+   * The tenants that registered `issuer` with one of `audiences` (a token's iss and aud): normally one, or
+   * none; and whether any tenant registered the issuer at all (to say "wrong audience" rather than "unknown issuer").
+   */
+  tenantsOfIssuer(issuer: string, audiences: string[]): { tenants: string[]; issuerKnown: boolean } {
+    const found = new Set<string>();
+    for (const audience of audiences) {
+      const t = this.#sql
+        .exec<{ tenant_id: string }>(
+          "SELECT tenant_id FROM issuers WHERE issuer = ? AND audience = ?",
+          issuer,
+          audience,
+        )
+        .toArray()[0]?.tenant_id;
+      if (t !== undefined) found.add(t);
+    }
+    const issuerKnown =
+      found.size > 0 || this.#sql.exec("SELECT 1 FROM issuers WHERE issuer = ? LIMIT 1", issuer).toArray().length > 0;
+    return { tenants: [...found], issuerKnown };
   }
 
   /** The tenant a key hash belongs to, or null. */

@@ -8,12 +8,18 @@
  *   - keeps the tenant's firing set: each record replaces its stream's part
  *     of it, so a lost message cannot leave a banner up.
  *
+ * A socket opened with a stream-prefix-limited credential (core/keys.ts
+ * streamAllowed) holds its prefixes in its attachment and is sent only the
+ * entries and alerts of the streams they allow; GET /v1/streams filters the
+ * same way.
+ *
  * Writes are batched: records are persisted together every PERSIST_MS (an
  * evicted hub loses at most those seconds, which the actors resend).
  * Bounds: one record per stream (≤ MAX_STREAMS_PER_TENANT), one firing entry per rule.
  */
 import { DurableObject } from "cloudflare:workers";
 import { CodedError } from "../core/errors";
+import { streamAllowed } from "../core/keys";
 import {
   type AlertEvent,
   type DirectoryEntry,
@@ -25,6 +31,7 @@ import {
 import { parseQuery } from "../core/query";
 import { isoOrNull } from "../core/time";
 import type { Aggregates, WindowName } from "../core/window";
+import { STREAM_PREFIXES_HEADER } from "../workers/lib/sockets";
 import { executeQuery } from "../workers/query/execute";
 import { type Wakeable, WakePlanner } from "./planner";
 import { acceptSocket, answerClientMessage, closeSocket, send } from "./sockets";
@@ -36,6 +43,34 @@ const TAG = "overview";
 const QUERY_TAG = "query";
 /** Live queries per tenant hub at once (each is re-run every second). */
 const MAX_LIVE_QUERIES = 50;
+
+/** An overview socket's attachment: the stream prefixes its credential is limited to (null: every stream). */
+interface OverviewSocket {
+  streamPrefixes: string[] | null;
+}
+
+/** The overview socket's prefixes; sockets accepted by earlier releases have no attachment (every stream). */
+const prefixesOf = (ws: WebSocket): string[] | null =>
+  (ws.deserializeAttachment() as OverviewSocket | null)?.streamPrefixes ?? null;
+
+/**
+ * Sends each overview socket the message built for its prefixes: built once per distinct set of prefixes,
+ * never carrying a stream the socket's credential may not see.
+ */
+function sendFiltered(sockets: WebSocket[], build: (allowed: (name: string) => boolean) => ServerMessage | null): void {
+  const texts = new Map<string, string | null>();
+  for (const ws of sockets) {
+    const streamPrefixes = prefixesOf(ws);
+    const key = JSON.stringify(streamPrefixes);
+    let text = texts.get(key);
+    if (text === undefined) {
+      const m = build((name) => streamAllowed({ streamPrefixes }, name));
+      text = m === null ? null : JSON.stringify(m);
+      texts.set(key, text);
+    }
+    if (text !== null) send(ws, text);
+  }
+}
 
 interface LiveQuery {
   tenant: string;
@@ -135,8 +170,7 @@ export class TenantHub extends DurableObject<Env> {
     }
     if (this.#firingChanged) {
       this.#firingChanged = false;
-      const text = JSON.stringify(this.#alertsMessage());
-      for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
+      sendFiltered(this.ctx.getWebSockets(TAG), (allowed) => this.#alertsMessage(allowed));
     }
   }
 
@@ -157,8 +191,11 @@ export class TenantHub extends DurableObject<Env> {
     const streams = [...this.#changed].flatMap((n) => this.#records.get(n)?.entry ?? []);
     this.#changed.clear();
     if (streams.length === 0) return;
-    const text = JSON.stringify({ type: "streams", at: Date.now(), streams } satisfies ServerMessage);
-    for (const ws of this.ctx.getWebSockets(TAG)) send(ws, text);
+    const at = Date.now();
+    sendFiltered(this.ctx.getWebSockets(TAG), (allowed) => {
+      const visible = streams.filter((e) => allowed(e.name));
+      return visible.length === 0 ? null : { type: "streams", at, streams: visible };
+    });
   }
 
   override async alarm(): Promise<void> {
@@ -169,17 +206,37 @@ export class TenantHub extends DurableObject<Env> {
     return [...this.#firing.values()].sort((a, b) => a.rule_id.localeCompare(b.rule_id));
   }
 
-  #alertsMessage(): ServerMessage {
-    return { type: "alerts", at: Date.now(), firing: this.firingAlerts() };
+  #alertsMessage(allowed: (name: string) => boolean = () => true): ServerMessage {
+    return { type: "alerts", at: Date.now(), firing: this.firingAlerts().filter((a) => allowed(a.stream)) };
   }
 
-  directory(): DirectoryEntry[] {
-    return [...this.#records.values()].map((r) => r.entry).sort((a, b) => a.name.localeCompare(b.name));
+  directory(allowed: (name: string) => boolean = () => true): DirectoryEntry[] {
+    return [...this.#records.values()]
+      .map((r) => r.entry)
+      .filter((e) => allowed(e.name))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** A page of the tenant's streams in name order after `cursor`, with one window's figures each. */
-  streams(window: WindowName, limit: number, cursor = ""): { streams: StreamListing[]; next_cursor: string | null } {
-    const names = [...this.#records.keys()].filter((n) => n > cursor).sort();
+  /** Every stream's record (≤ MAX_STREAMS_PER_TENANT), name order, for GET /v1/metrics; no actor is woken. */
+  records(): StreamRecord[] {
+    const out: StreamRecord[] = [];
+    for (const [, r] of [...this.#records].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (r.windows !== null) out.push(r as StreamRecord);
+    }
+    return out;
+  }
+
+  /**
+   * A page of the tenant's streams in name order after `cursor`, with one window's figures each; only
+   * the streams `streamPrefixes` allow (null: all).
+   */
+  streams(
+    window: WindowName,
+    limit: number,
+    cursor = "",
+    streamPrefixes: string[] | null = null,
+  ): { streams: StreamListing[]; next_cursor: string | null } {
+    const names = [...this.#records.keys()].filter((n) => n > cursor && streamAllowed({ streamPrefixes }, n)).sort();
     const page = names.slice(0, limit);
     const streams = page.map((name): StreamListing => {
       const r = this.#records.get(name) as StreamRecord | { windows: null };
@@ -216,10 +273,16 @@ export class TenantHub extends DurableObject<Env> {
       await this.#planner.arm();
       return res;
     }
-    return acceptSocket(this.ctx, request, TAG, () => [
-      { type: "directory", at: Date.now(), streams: this.directory() },
-      this.#alertsMessage(),
-    ]);
+    const limited = request.headers.get(STREAM_PREFIXES_HEADER);
+    const streamPrefixes = limited === null ? null : (JSON.parse(limited) as string[]);
+    const allowed = (name: string) => streamAllowed({ streamPrefixes }, name);
+    return acceptSocket(
+      this.ctx,
+      request,
+      TAG,
+      () => [{ type: "directory", at: Date.now(), streams: this.directory(allowed) }, this.#alertsMessage(allowed)],
+      { streamPrefixes } satisfies OverviewSocket,
+    );
   }
 
   /** Re-runs each distinct live query once and sends its answer to the sockets whose last answer differs. */

@@ -6,12 +6,16 @@
  * their stream's actor). The global KeyDirectory only maps key hashes here,
  * so no single object sits on every tenant's path.
  *
+ * Also the tenant's OpenID Connect identity provider (one, stored as a JSON
+ * value; the global KeyDirectory maps its issuer and audiences here).
+ *
  * Bounds: keys and rules are created by admins (a row each); streams are
- * capped by MAX_STREAMS_PER_TENANT.
+ * capped by MAX_STREAMS_PER_TENANT; one OIDC issuer per tenant.
  */
 import { DurableObject } from "cloudflare:workers";
 import { within } from "../core/async";
 import { randomToken, type Scope } from "../core/keys";
+import type { OidcConfig } from "../core/oidc";
 import type { KeyGrant, KeyInfo, Tenant, TenantLimits } from "../core/protocol";
 import { isoOrNull, isoTime } from "../core/time";
 import { grantKey, redisFor } from "../workers/lib/redis";
@@ -36,10 +40,15 @@ interface KeyRow {
   prefix: string;
   scope: Scope;
   name: string;
+  /** JSON array of stream-name prefixes, or null: every stream. */
+  stream_prefixes: string | null;
   created_at: number;
   revoked_at: number | null;
   [k: string]: SqlStorageValue;
 }
+
+const prefixesOf = (v: string | null | undefined): string[] | null =>
+  v === null || v === undefined ? null : (JSON.parse(v) as string[]);
 
 /** What the single registry of earlier releases held, for the one-time import (see KeyDirectory). */
 export interface LegacyExport {
@@ -60,6 +69,10 @@ export class TenantRegistry extends DurableObject<Env> {
     this.#sql = ctx.storage.sql;
     ctx.blockConcurrencyWhile(async () => {
       for (const stmt of SCHEMA) this.#sql.exec(stmt);
+      // Registries of earlier releases: keys had no stream prefixes (null: every stream).
+      const columns = this.#sql.exec<{ name: string }>("PRAGMA table_info(api_keys)").toArray();
+      if (!columns.some((c) => c.name === "stream_prefixes"))
+        this.#sql.exec("ALTER TABLE api_keys ADD COLUMN stream_prefixes TEXT");
     });
   }
 
@@ -96,6 +109,7 @@ export class TenantRegistry extends DurableObject<Env> {
       scope: r.scope,
       name: r.name,
       prefix: r.prefix,
+      stream_prefixes: prefixesOf(r.stream_prefixes),
       created_at: isoTime(r.created_at),
       revoked_at: isoOrNull(r.revoked_at),
     };
@@ -109,18 +123,36 @@ export class TenantRegistry extends DurableObject<Env> {
     scope: Scope;
     name: string;
     createdAt: number;
+    streamPrefixes: string[] | null;
   }): KeyInfo | null {
     if (this.#get("id") === null) return null;
+    const prefixes = k.streamPrefixes === null ? null : JSON.stringify(k.streamPrefixes);
     this.#sql.exec(
-      "INSERT INTO api_keys (id, hash, prefix, scope, name, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO api_keys (id, hash, prefix, scope, name, stream_prefixes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
       k.id,
       k.hash,
       k.prefix,
       k.scope,
       k.name,
+      prefixes,
       k.createdAt,
     );
-    return this.#keyInfo({ ...k, created_at: k.createdAt, revoked_at: null });
+    return this.#keyInfo({
+      id: k.id,
+      hash: k.hash,
+      prefix: k.prefix,
+      scope: k.scope,
+      name: k.name,
+      stream_prefixes: prefixes,
+      created_at: k.createdAt,
+      revoked_at: null,
+    });
+  }
+
+  /** One key's record, or null. */
+  keyInfo(keyId: string): KeyInfo | null {
+    const row = this.#sql.exec<KeyRow>("SELECT * FROM api_keys WHERE id = ?", keyId).toArray()[0];
+    return row ? this.#keyInfo(row) : null;
   }
 
   listKeys(): KeyInfo[] {
@@ -198,8 +230,8 @@ export class TenantRegistry extends DurableObject<Env> {
   /** What a key hash grants in this tenant, or null when it is not one of its keys. */
   verifyKey(hash: string): KeyGrant | null {
     const row = this.#sql
-      .exec<{ id: string; scope: Scope; revoked_at: number | null }>(
-        "SELECT id, scope, revoked_at FROM api_keys WHERE hash = ?",
+      .exec<{ id: string; scope: Scope; revoked_at: number | null; stream_prefixes: string | null }>(
+        "SELECT id, scope, revoked_at, stream_prefixes FROM api_keys WHERE hash = ?",
         hash,
       )
       .toArray()[0];
@@ -209,8 +241,40 @@ export class TenantRegistry extends DurableObject<Env> {
       tenantId: this.#tenantId(),
       scope: row.scope,
       revoked: row.revoked_at !== null,
+      streamPrefixes: prefixesOf(row.stream_prefixes),
       limits: this.getLimits(),
     };
+  }
+
+  /** The tenant's identity provider, or null. */
+  getOidc(): OidcConfig | null {
+    const v = this.#get("oidc");
+    return v === null ? null : (JSON.parse(v) as OidcConfig);
+  }
+
+  /**
+   * What verifying a token of this tenant needs: its identity provider and its rate limits. Null when
+   * the tenant does not exist or has no provider.
+   */
+  oidcContext(): { tenantId: string; config: OidcConfig; limits: TenantLimits | null } | null {
+    const config = this.getOidc();
+    const tenantId = this.#get("id");
+    if (config === null || tenantId === null) return null;
+    return { tenantId, config, limits: this.getLimits() };
+  }
+
+  /** Stores the tenant's identity provider (replacing any); null when the tenant does not exist. */
+  setOidc(config: OidcConfig): OidcConfig | null {
+    if (this.#get("id") === null) return null;
+    this.#set("oidc", JSON.stringify(config));
+    return config;
+  }
+
+  /** Forgets the identity provider; returns what was stored. */
+  deleteOidc(): OidcConfig | null {
+    const had = this.getOidc();
+    this.#sql.exec("DELETE FROM info WHERE k = 'oidc'");
+    return had;
   }
 
   /** Hashes of all the tenant's keys, for invalidating cached grants after a limits change. */

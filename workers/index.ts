@@ -11,6 +11,7 @@ import { notFound, onError } from "./lib/errors";
 import { securityHeaders } from "./lib/security";
 import type { AppEnv } from "./lib/types";
 import { runMaintenance } from "./maintenance";
+import { apiDescription } from "./openapi/app";
 
 export { KeyDirectory } from "../durable-objects/key-directory";
 export { MetricActor } from "../durable-objects/metric-actor";
@@ -27,6 +28,11 @@ const readCors = corsFrom("CORS_READ_ORIGINS", "", ["GET", "POST", "PUT", "PATCH
 app.use("/v1/*", (c, next) => (c.req.path === "/v1/events" ? next() : readCors(c, next)));
 app.route("/", collector);
 app.route("/", aggregator);
+// The OpenAPI description and reference page, built from every route above (workers/openapi/).
+app.route(
+  "/",
+  apiDescription(() => app.routes),
+);
 app.onError(onError);
 app.notFound((c) => notFound(c, app.routes));
 

@@ -6,6 +6,8 @@
  * builder (POST /v1/query) and the alerts page. No framework: the DOM is
  * small. Routes live in the URL hash, so a link restores a view:
  * #/stream/<name>?<dim>=<value>…, #/query?q=<URL-encoded query JSON>.
+ * Credentials (a pasted read key, or sign-in with the tenant's identity
+ * provider): auth.ts.
  */
 import type uPlot from "uplot";
 import type { AlertEventView, AlertRuleView, AlertStateView } from "../../core/alerts";
@@ -23,6 +25,7 @@ import type { StreamCounters } from "../../core/protocol";
 import type { QueryResult } from "../../core/query";
 import type { ScalingStatus } from "../../core/shards";
 import { type Aggregates, WINDOW_NAMES, type WindowName } from "../../core/window";
+import { credential, dropToken, finishSignIn, rememberKey, signOut, startSignIn, suggestedTenant } from "./auth";
 import { showQuery } from "./query-page";
 import {
   app,
@@ -41,7 +44,6 @@ import {
   type View,
 } from "./ui";
 
-const KEY_STORAGE = "edgepulse.readKey";
 /**
  * A WebSocket that reconnects with backoff, sends heartbeats, validates every
  * message, and re-syncs from the server's snapshot after each reconnect.
@@ -99,8 +101,14 @@ class LiveSocket {
     );
     if (res && (res.status === 401 || res.status === 403)) {
       this.close();
-      setStatus("unauthorized", "key refused");
-      showKeyForm("That key was refused (revoked, or not a read key).");
+      if (credential()?.kind === "token") {
+        dropToken();
+        setStatus("unauthorized", "signed out");
+        showKeyForm("Your sign-in has ended (the token expired, or its role no longer reads); sign in again.");
+      } else {
+        setStatus("unauthorized", "key refused");
+        showKeyForm("That key was refused (revoked, or not a read key).");
+      }
     }
   }
 
@@ -113,18 +121,32 @@ class LiveSocket {
 
 let current: View | null = null;
 
+/** The sign-in page: paste a read key, or sign in with the tenant's identity provider. */
 function showKeyForm(error?: string) {
   current?.close();
   current = null;
   crumbs.textContent = "";
+  signOutButton.textContent = "key";
   const tpl = document.getElementById("key-form") as HTMLTemplateElement;
   app.replaceChildren(tpl.content.cloneNode(true));
-  const form = app.querySelector("form") as HTMLFormElement;
+  const form = app.querySelector('[data-testid="key-form"]') as HTMLFormElement;
   const err = form.querySelector(".error") as HTMLElement;
+  const sso = app.querySelector('[data-testid="sso-form"]') as HTMLFormElement;
+  const ssoErr = sso.querySelector(".error") as HTMLElement;
+  (sso.elements.namedItem("tenant") as HTMLInputElement).value = suggestedTenant();
   if (error) {
     err.hidden = false;
     err.textContent = error;
   }
+  sso.onsubmit = async (e) => {
+    e.preventDefault();
+    const tenant = (new FormData(sso).get("tenant") as string).trim();
+    const why = await startSignIn(tenant);
+    if (why) {
+      ssoErr.hidden = false;
+      ssoErr.textContent = why;
+    }
+  };
   form.onsubmit = async (e) => {
     e.preventDefault();
     const key = (new FormData(form).get("key") as string).trim();
@@ -135,7 +157,7 @@ function showKeyForm(error?: string) {
       err.textContent = body?.error?.message ?? `The server answered ${res.status}.`;
       return;
     }
-    localStorage.setItem(KEY_STORAGE, key);
+    rememberKey(key);
     route();
   };
 }
@@ -806,8 +828,12 @@ function showAlerts(key: string) {
   current = { close: () => clearInterval(timer) };
 }
 
+const signOutButton = document.getElementById("key-button") as HTMLButtonElement;
+
 function route() {
-  const key = localStorage.getItem(KEY_STORAGE);
+  const cred = credential();
+  const key = cred?.value ?? null;
+  signOutButton.textContent = cred?.kind === "token" ? "sign out" : "key";
   const { path, params } = splitHash(location.hash);
   // The same page with new parameters (a filter, a query): updated in place, its sockets kept.
   if (key && current?.update?.(path, params)) return;
@@ -821,10 +847,14 @@ function route() {
   else showOverview(key);
 }
 
-(document.getElementById("key-button") as HTMLButtonElement).onclick = () => {
-  localStorage.removeItem(KEY_STORAGE);
+signOutButton.onclick = () => {
+  signOut();
   setStatus("offline");
   showKeyForm();
 };
 window.addEventListener("hashchange", route);
-route();
+// Back from the identity provider (?code=&state=): exchange the code first, then show the page.
+void finishSignIn().then((error) => {
+  if (error) showKeyForm(error);
+  else route();
+});

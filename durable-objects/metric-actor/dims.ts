@@ -14,7 +14,7 @@
  * (outbox topic "dims"): every value's absolute aggregate and HyperLogLog,
  * and for "__other__" the frequent-items summaries of what was folded.
  */
-import type { Aggregate } from "../../core/aggregate";
+import type { Aggregate, Figures } from "../../core/aggregate";
 import type { Config } from "../../core/config";
 import {
   type DimApplyResult,
@@ -22,6 +22,7 @@ import {
   type Dimension,
   DimState,
   dimOfGid,
+  distinctOf,
   OTHER_VID,
   readBlock,
   vidOfGid,
@@ -47,6 +48,15 @@ export interface DimRow {
   topkCount: Uint8Array | null;
   topkSum: Uint8Array | null;
 }
+
+/** One group of one breakdown over a window (GET /v1/metrics). */
+export interface BreakdownFigures {
+  keys: string[];
+  values: string[];
+  figures: Figures;
+}
+
+const NONE = "__none__";
 
 export class Dims {
   state: DimState;
@@ -97,6 +107,56 @@ export class Dims {
   /** The stream's declared dimension sets. */
   sets(): string[][] {
     return this.state.sets.map((d) => d.keys);
+  }
+
+  /** Each key seen (a dimension of its own) and each declared set: GET /v1/metrics's breakdowns. */
+  #breakdownDims(): Dimension[] {
+    const singles = this.dimensions().filter((d) => d.keys.length === 1 && d.keys[0] === d.name);
+    return [...singles, ...this.state.sets];
+  }
+
+  /** The breakdowns as key lists (the hub's record carries them). */
+  breakdowns(): string[][] {
+    return this.#breakdownDims().map((d) => d.keys);
+  }
+
+  /**
+   * Every group of every breakdown over minutes [fromMinute, toMinute], from this actor's own blocks and
+   * open minutes (it holds the last hour whether or not history is on): GET /v1/metrics's dimension
+   * series, one call per stream and no PostgreSQL read. A set's group lists its keys' values in order
+   * (`__none__` for a key an event did not carry); values past the budget are the `__other__` group.
+   */
+  breakdownFigures(fromMinute: number, toMinute: number, seconds: number): BreakdownFigures[] {
+    const dims = this.#breakdownDims();
+    const cold = new Map<number, Uint8Array>();
+    for (const r of this.sql.exec<{ minute: number; block: ArrayBuffer }>(
+      "SELECT minute, block FROM dim_blocks WHERE minute >= ? AND minute <= ?",
+      fromMinute,
+      toMinute,
+    )) {
+      if (!this.state.isHot(r.minute)) cold.set(r.minute, new Uint8Array(r.block));
+    }
+    const span = this.state.span(
+      fromMinute,
+      toMinute,
+      dims.map((d) => d.id),
+      cold,
+    );
+    const out: BreakdownFigures[] = [];
+    for (const d of dims) {
+      for (const [vid, g] of span.groups.get(d.id) ?? []) {
+        const value = this.state.valueOf(d.id, vid);
+        if (value === undefined || g.acc.count === 0) continue;
+        const values =
+          d.keys.length === 1
+            ? [value]
+            : vid === OTHER_VID
+              ? d.keys.map(() => value)
+              : (JSON.parse(value) as Array<string | null>).map((v) => v ?? NONE);
+        out.push({ keys: d.keys, values, figures: g.acc.figures(seconds, distinctOf(g.users)) });
+      }
+    }
+    return out;
   }
 
   dimensions(): Dimension[] {

@@ -17,11 +17,11 @@ import { type AlertEvent, HEARTBEAT } from "../../core/live";
 import type { FlushStatus, IngestRequest, IngestResult, StreamSnapshot } from "../../core/protocol";
 import type { ScalingStatus } from "../../core/shards";
 import { isoOrNull, isoTime } from "../../core/time";
-import { expiryCutoff, minuteOf, secondOf, WINDOW_NAMES, type WindowName } from "../../core/window";
+import { expiryCutoff, minuteOf, secondOf, WINDOW_NAMES, WINDOWS, type WindowName } from "../../core/window";
 import type { MinutePeriod } from "../../db/history";
 import { type Wakeable, WakePlanner } from "../planner";
 import { Alerts, type RuleStatus } from "./alerts";
-import { type DimRow, Dims } from "./dims";
+import { type BreakdownFigures, type DimRow, Dims } from "./dims";
 import { History } from "./history";
 import { Ingest, type Meta } from "./ingest";
 import { Live } from "./live";
@@ -155,7 +155,14 @@ export class MetricActor extends DurableObject<Env> {
       ingest.meta ? `${ingest.meta.tenant}/${ingest.meta.stream}` : "?",
     );
     const history = new History(this.env, this.config, sql, storage, outbox, store, meta, () => dims);
-    const live: Live = new Live(ctx, this.env, store, meta, () => alerts.firing());
+    const live: Live = new Live(
+      ctx,
+      this.env,
+      store,
+      meta,
+      () => alerts.firing(),
+      () => dims.breakdowns(),
+    );
     const alerts: Alerts = new Alerts(sql, storage, store, outbox, history, live, meta);
     const webhooks = new Webhooks(this.env, storage, outbox, history, meta);
     const ingest: Ingest = new Ingest(sql, storage, this.config, store, {
@@ -275,6 +282,17 @@ export class MetricActor extends DurableObject<Env> {
     return this.parts.dims.rows(fromMs, toMs, dims, values);
   }
 
+  /**
+   * GET /v1/metrics: every breakdown's groups over a live window, minute-aligned as the query engine's
+   * `{"window"}` range (the window's whole minutes before the current one, and the current one so far).
+   */
+  breakdownFigures(window: WindowName): BreakdownFigures[] {
+    const now = Date.now();
+    const current = Math.floor(now / 60_000);
+    const first = current - WINDOWS[window] / 60;
+    return this.parts.dims.breakdownFigures(first, current, (now - first * 60_000) / 1000);
+  }
+
   /** The stream's dimensions: keys seen and declared sets. */
   dimensions(): Array<{ name: string; keys: string[]; values: number }> {
     const d = this.parts.dims;
@@ -301,6 +319,8 @@ export class MetricActor extends DurableObject<Env> {
       if (config.scaling) scaling = p.scaling.configure(config.scaling, now);
       p.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(meta));
     });
+    // The hub's record carries the declared sets (GET /v1/metrics breaks the stream down by them).
+    p.live.hubSoon(now);
     await this.#planner.arm();
     return { dimension_sets: p.dims.sets(), scaling, applies_from: now };
   }

@@ -60,6 +60,7 @@ export class Live implements Wakeable {
     readonly store: WindowStore,
     readonly meta: () => Meta | null,
     readonly firing: () => AlertEvent[],
+    readonly breakdowns: () => string[][],
   ) {}
 
   #sockets(): WebSocket[] {
@@ -178,6 +179,7 @@ export class Live implements Wakeable {
       first_event_at: meta.firstEventAt,
       last_event_at: meta.lastEventAt,
       firing: this.firing(),
+      breakdowns: this.breakdowns(),
     };
   }
 

@@ -6,14 +6,14 @@
  * the URL), and the query page (builder, URL, CSV, the server's refusals).
  * Screenshots are kept in test-artifacts/.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "../support/chromium";
 import { createTestDatabase } from "../support/pg";
 import { createTenant, type Keys, ROOT, type Stack, startStack } from "../support/stack";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "test-artifacts");
 
 let stack: Stack;
@@ -48,24 +48,11 @@ const queryApi = (body: unknown) =>
   });
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium`);
   mkdirSync(ARTIFACTS, { recursive: true });
   databaseUrl = await createTestDatabase("edgepulse_test_dashboard");
   stack = await startStack({ extraEnv: { DATABASE_URL: databaseUrl } });
   keys = await createTenant(stack, "dashboard");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 }, 180_000);
 

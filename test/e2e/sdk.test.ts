@@ -5,18 +5,18 @@
  * stream's own counters, read back through the API.
  */
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildBundles } from "../../sdk/scripts/build.mjs";
 import { createClient } from "../../sdk/src/index";
+import { launchChromium } from "../support/chromium";
 import { createTestDatabase } from "../support/pg";
 import { createTenant, type Keys, type Stack, startStack } from "../support/stack";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const DENO_CLIENT = fileURLToPath(new URL("./fixtures/deno-client.ts", import.meta.url));
 const execFileAsync = promisify(execFile);
 /** The collector takes at most this many events per request here, so the SDK's larger batches meet a 413. */
@@ -206,20 +206,7 @@ describe("SDK in Chromium against the stack", () => {
   const responses: { status: number; retryAfter: string | null; at: number }[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -2,8 +2,8 @@
  * Tenant isolation: every endpoint, REST and WebSocket, tried with another
  * tenant's keys and with each wrong scope.
  */
-import { SELF } from "cloudflare:test";
-import { beforeAll, describe, expect, it } from "vitest";
+import { env, runDurableObjectAlarm, SELF } from "cloudflare:test";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import type { Scope } from "../../core/keys";
 import { parseServerMessage, type ServerMessage } from "../../core/live";
 import { BASE, createTenant, sendJson, type TenantKeys } from "./helpers";
@@ -173,5 +173,327 @@ describe("WebSockets with another tenant's keys and wrong scopes", () => {
     expect(dir.streams.every((s) => s.mean !== 42 && s.distinct_users === 0)).toBe(true);
     const alerts = overview.first?.find((m) => m.type === "alerts");
     expect(alerts?.type === "alerts" && alerts.firing).toEqual([]);
+  });
+});
+
+describe("a client's own x-edgepulse-* headers on a socket upgrade", () => {
+  it("never reach the object: B's read key with A's tenant and a query in headers gets B's overview", async () => {
+    // Regression: forwarded upgrades kept the client's headers, and the hub took `x-edgepulse-query` and
+    // `x-edgepulse-tenant` as the Worker's word, running the query against the tenant the client named.
+    const res = await SELF.fetch(`${BASE}/v1/live`, {
+      headers: {
+        upgrade: "websocket",
+        "sec-websocket-protocol": `edgepulse.v1, bearer.${b.read}`,
+        "x-edgepulse-query": JSON.stringify({ stream: STREAM, measures: ["count", "max"], range: { window: "1h" } }),
+        "x-edgepulse-tenant": a.tenantId,
+      },
+    });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket as WebSocket;
+    const got: ServerMessage[] = [];
+    const first = new Promise<void>((resolve) => {
+      ws.addEventListener("message", (e) => {
+        const m = parseServerMessage(String(e.data));
+        if (m) got.push(m);
+        if (m?.type === "alerts" || m?.type === "result") resolve();
+      });
+    });
+    ws.accept();
+    await first;
+    ws.close();
+    expect(got.map((m) => m.type)).toEqual(["directory", "alerts"]);
+    expect(JSON.stringify(got)).not.toContain("42");
+  });
+});
+
+/**
+ * Stream-prefix-limited credentials: a key limited to `checkout.` is refused (or shown nothing) outside
+ * its prefix on every route and socket that names or lists streams, and cannot mint a broader key.
+ */
+describe("keys limited to stream prefixes", () => {
+  let t: TenantKeys;
+  const IN = "checkout.done";
+  const OUT = "cart.added";
+  const limited = { read: "", ingest: "", admin: "" };
+  let ruleIn: string;
+  let ruleOut: string;
+
+  const sent = async (key: string, events: unknown) => {
+    const res = await call("POST", "/v1/events", key, events);
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+  const firingOf = async (key: string) =>
+    ((await (await call("GET", "/v1/alerts", key)).json()) as { firing: Array<{ stream: string }> }).firing;
+
+  beforeAll(async () => {
+    t = await createTenant("prefixes");
+    for (const scope of ["read", "ingest", "admin"] as const) {
+      const res = await call("POST", "/v1/keys", t.admin, {
+        scope,
+        name: `checkout ${scope}`,
+        stream_prefixes: ["checkout."],
+      });
+      expect(res.status).toBe(201);
+      const body = (await res.json()) as { key: string; stream_prefixes: string[] | null };
+      expect(body.stream_prefixes).toEqual(["checkout."]);
+      limited[scope] = body.key;
+    }
+    expect(
+      (
+        await sent(t.ingest, [
+          { name: IN, value: 1 },
+          { name: OUT, value: 7 },
+        ])
+      ).status,
+    ).toBe(200);
+    const rule = async (stream: string) => {
+      const res = await call("POST", "/v1/alerts/rules", t.admin, {
+        stream,
+        aggregate: "count",
+        window: "1h",
+        comparator: ">=",
+        threshold: 1,
+      });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as { rule: { id: string } }).rule.id;
+    };
+    ruleIn = await rule(IN);
+    ruleOut = await rule(OUT);
+    // Both rules fire (each stream holds an event); the hub learns it from each actor's record.
+    await sent(t.ingest, [{ name: IN }, { name: OUT }]);
+    await vi.waitFor(
+      async () => {
+        for (const s of [IN, OUT]) await runDurableObjectAlarm(env.METRIC_ACTOR.getByName(`${t.tenantId}/${s}`));
+        expect((await firingOf(t.read)).map((f) => f.stream).sort()).toEqual([OUT, IN].sort());
+      },
+      { timeout: 20_000, interval: 200 },
+    );
+  });
+
+  it("ingest: events outside the prefix are rejected one by one, the rest accepted", async () => {
+    const before = (await (await call("GET", `/v1/streams/${OUT}?window=1h`, t.read)).json()) as {
+      counters: { accepted: number; rejected: Record<string, number> };
+    };
+    const mixed = await sent(limited.ingest, [{ name: IN, value: 2 }, { name: OUT, value: 3 }, { name: "checkout.x" }]);
+    expect(mixed.status).toBe(200);
+    expect(mixed.body).toMatchObject({ accepted: 2, rejected: [{ index: 1, code: "stream_not_allowed" }] });
+    const all = await sent(limited.ingest, [{ name: OUT }, { name: "other", value: "bad" }]);
+    expect(all.status).toBe(422);
+    expect(all.body).toMatchObject({
+      error: {
+        code: "all_events_invalid",
+        details: {
+          rejected: [
+            { index: 0, code: "stream_not_allowed" },
+            { index: 1, code: "invalid_value" },
+          ],
+        },
+      },
+    });
+    // Nothing reached the stream outside: not its events, not even a rejection count.
+    const after = (await (await call("GET", `/v1/streams/${OUT}?window=1h`, t.read)).json()) as typeof before;
+    expect(after.counters).toEqual(before.counters);
+    // Queued ingest filters the same way before anything is queued.
+    const queued = await call("POST", "/v1/events?mode=queued", limited.ingest, [{ name: OUT }, { name: IN }]);
+    expect(queued.status).toBe(202);
+    expect(await queued.json()).toMatchObject({ queued: 1, rejected: [{ index: 0, code: "stream_not_allowed" }] });
+  });
+
+  /** Every REST route that names a stream: [method, path, credential, body]; `{s}` is the stream. */
+  const NAMED: Array<[string, string, keyof typeof limited, ((s: string) => unknown)?]> = [
+    ["GET", "/v1/streams/{s}", "read"],
+    ["GET", "/v1/streams/{s}?window=1m", "read"],
+    ["GET", "/v1/streams/{s}/history?step=1m", "read"],
+    ["GET", "/v1/streams/{s}/config", "read"],
+    ["PUT", "/v1/streams/{s}/config", "admin", () => ({ dimension_sets: [["k", "j"]] })],
+    ["POST", "/v1/query", "read", (s) => ({ stream: s, measures: ["count"], range: { last: "1h" } })],
+    [
+      "POST",
+      "/v1/query",
+      "read",
+      (s) => ({
+        streams: { a: IN, b: s },
+        measures: [{ name: "r", expr: "a.count / b.count" }],
+        range: { window: "5m" },
+      }),
+    ],
+    ["POST", "/v1/alerts/rules", "admin", (s) => ({ stream: s, threshold: 5 })],
+    ["GET", "/v1/alerts/events?stream={s}", "read"],
+  ];
+
+  it("every route naming a stream outside the prefix answers 403 stream_not_allowed; inside it works", async () => {
+    for (const [method, path, who, body] of NAMED) {
+      const out = await call(method, path.replace("{s}", OUT), limited[who], body?.(OUT));
+      expect(out.status, `${method} ${path} outside`).toBe(403);
+      expect(await code(out), `${method} ${path} outside`).toBe("stream_not_allowed");
+      const inside = await call(method, path.replace("{s}", IN), limited[who], body?.(IN));
+      const text = await inside.text();
+      expect(inside.status, `${method} ${path} inside: ${text.slice(0, 200)}`).toBeLessThan(300);
+    }
+  });
+
+  it("rules: outside ones are not found, cannot be moved out to, and listings and firing alerts are filtered", async () => {
+    for (const [method, path] of [
+      ["GET", `/v1/alerts/rules/${ruleOut}`],
+      ["PATCH", `/v1/alerts/rules/${ruleOut}`],
+      ["POST", `/v1/alerts/rules/${ruleOut}/disable`],
+      ["DELETE", `/v1/alerts/rules/${ruleOut}`],
+    ]) {
+      const res = await call(method, path, limited.admin, method === "PATCH" ? { threshold: 9 } : undefined);
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(await code(res)).toBe("rule_not_found");
+    }
+    const moved = await call("PATCH", `/v1/alerts/rules/${ruleIn}`, limited.admin, { stream: OUT });
+    expect(moved.status).toBe(403);
+    expect(await code(moved)).toBe("stream_not_allowed");
+    const rules = (await (await call("GET", "/v1/alerts/rules", limited.read)).json()) as {
+      rules: Array<{ rule: { id: string; stream: string } }>;
+    };
+    expect(rules.rules.map((r) => r.rule.id)).toContain(ruleIn);
+    expect(rules.rules.every((r) => r.rule.stream === IN)).toBe(true);
+    expect((await firingOf(limited.read)).map((f) => f.stream)).toEqual([IN]);
+    const events = (await (await call("GET", "/v1/alerts/events", limited.read)).json()) as {
+      events: Array<{ stream: string }>;
+    };
+    expect(events.events.length).toBeGreaterThan(0);
+    expect(events.events.every((e) => e.stream === IN)).toBe(true);
+    // The rule outside is untouched.
+    const still = (await (await call("GET", `/v1/alerts/rules/${ruleOut}`, t.read)).json()) as {
+      rule: { enabled: boolean; threshold: number };
+    };
+    expect(still.rule).toMatchObject({ enabled: true, threshold: 1 });
+  });
+
+  const listed = async (key: string) =>
+    (
+      (await (await call("GET", "/v1/streams?limit=1000&window=1h", key)).json()) as {
+        streams: Array<{ name: string; count: number }>;
+      }
+    ).streams;
+
+  it("GET /v1/streams lists only the streams the prefixes allow", async () => {
+    // The hub holds each stream's record within about a second of its events.
+    await vi.waitFor(async () => expect((await listed(t.read)).map((s) => s.name)).toContain("checkout.x"), {
+      timeout: 10_000,
+      interval: 100,
+    });
+    expect((await listed(t.read)).map((s) => s.name)).toContain(OUT);
+    expect((await listed(limited.read)).map((s) => s.name).sort()).toEqual(["checkout.done", "checkout.x"]);
+  });
+
+  it("GET /v1/metrics scrapes only the streams the prefixes allow", async () => {
+    const res = await call("GET", "/v1/metrics", limited.read);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain(`"${IN}"`);
+    expect(text).not.toContain(OUT);
+    expect(await (await call("GET", "/v1/metrics", t.read)).text()).toContain(`"${OUT}"`);
+  });
+
+  const upgrade = (path: string, key: string) =>
+    SELF.fetch(`${BASE}${path}`, {
+      headers: { upgrade: "websocket", "sec-websocket-protocol": `edgepulse.v1, bearer.${key}` },
+    });
+
+  it("sockets: the stream socket and live queries outside are refused before the upgrade", async () => {
+    const stream = await upgrade(`/v1/streams/${OUT}/live`, limited.read);
+    expect(stream.status).toBe(403);
+    expect(await code(stream)).toBe("stream_not_allowed");
+    const q = encodeURIComponent(JSON.stringify({ stream: OUT, measures: ["count"], range: { window: "5m" } }));
+    const live = await upgrade(`/v1/query/live?q=${q}`, limited.read);
+    expect(live.status).toBe(403);
+    expect(await code(live)).toBe("stream_not_allowed");
+    const ok = await upgrade(`/v1/streams/${IN}/live`, limited.read);
+    expect(ok.status).toBe(101);
+    (ok.webSocket as WebSocket).accept();
+    (ok.webSocket as WebSocket).close();
+  });
+
+  it("the overview socket sends only the allowed streams and alerts, on connect and after", async () => {
+    const res = await upgrade("/v1/live", limited.read);
+    expect(res.status).toBe(101);
+    const ws = res.webSocket as WebSocket;
+    const got: ServerMessage[] = [];
+    let waiting: { until: (m: ServerMessage[]) => boolean; resolve: () => void } | null = null;
+    const until = (cond: (m: ServerMessage[]) => boolean) =>
+      new Promise<void>((resolve) => {
+        if (cond(got)) resolve();
+        else waiting = { until: cond, resolve };
+      });
+    ws.addEventListener("message", (e) => {
+      const m = parseServerMessage(String(e.data));
+      if (m) got.push(m);
+      if (waiting?.until(got)) waiting.resolve();
+    });
+    ws.accept();
+    await until((m) => m.some((x) => x.type === "alerts"));
+    const dir = got.find((m) => m.type === "directory");
+    if (dir?.type !== "directory") throw new Error("no directory");
+    expect(dir.streams.map((s) => s.name).sort()).toEqual(["checkout.done", "checkout.x"]);
+    const alerts = got.find((m) => m.type === "alerts");
+    expect(alerts?.type === "alerts" && alerts.firing.map((f) => f.stream)).toEqual([IN]);
+    // A change outside first, seen by the hub (so its broadcast, had there been one, came first), then one inside.
+    const countOut = async () => (await listed(t.read)).find((s) => s.name === OUT)?.count ?? 0;
+    await sent(t.ingest, [{ name: OUT, value: 5 }]);
+    const own = (await (await call("GET", `/v1/streams/${OUT}?window=1h`, t.read)).json()) as {
+      windows: Record<string, { count: number }>;
+    };
+    await vi.waitFor(async () => expect(await countOut()).toBe(own.windows["1h"].count), {
+      timeout: 10_000,
+      interval: 100,
+    });
+    await sent(t.ingest, [{ name: IN, value: 5 }]);
+    await until((m) => m.some((x) => x.type === "streams" && x.streams.some((s) => s.name === IN)));
+    ws.close();
+    const names = got.flatMap((m) =>
+      m.type === "streams" || m.type === "directory" ? m.streams.map((s) => s.name) : [],
+    );
+    expect(names).not.toContain(OUT);
+    expect(JSON.stringify(got)).not.toContain(OUT);
+  });
+
+  it("a limited admin hands out and revokes only keys within its prefixes, and manages nothing tenant-wide", async () => {
+    const inherit = await call("POST", "/v1/keys", limited.admin, { scope: "read" });
+    expect(inherit.status).toBe(201);
+    const inherited = (await inherit.json()) as { id: string; stream_prefixes: string[] | null };
+    expect(inherited.stream_prefixes).toEqual(["checkout."]);
+    const narrower = await call("POST", "/v1/keys", limited.admin, {
+      scope: "read",
+      stream_prefixes: ["checkout.eu."],
+    });
+    expect(narrower.status).toBe(201);
+    for (const stream_prefixes of [["cart."], ["check"], ["checkout.", "cart."]]) {
+      const broader = await call("POST", "/v1/keys", limited.admin, { scope: "admin", stream_prefixes });
+      expect(broader.status, JSON.stringify(stream_prefixes)).toBe(403);
+      expect(await code(broader)).toBe("stream_not_allowed");
+    }
+    const listed = (await (await call("GET", "/v1/keys", limited.admin)).json()) as {
+      keys: Array<{ id: string; stream_prefixes: string[] | null }>;
+    };
+    expect(listed.keys.every((k) => k.stream_prefixes !== null)).toBe(true);
+    expect(listed.keys.map((k) => k.id)).not.toContain(t.keyIds.read);
+    const revokeOther = await call("DELETE", `/v1/keys/${t.keyIds.read}`, limited.admin);
+    expect(revokeOther.status).toBe(404);
+    expect((await call("GET", "/v1/streams", t.read)).status).toBe(200);
+    expect((await call("DELETE", `/v1/keys/${inherited.id}`, limited.admin)).status).toBe(200);
+    for (const [method, path, body] of [
+      ["GET", "/v1/alerts/secret", undefined],
+      [
+        "PUT",
+        "/v1/auth/oidc",
+        {
+          issuer: "https://idp.example.com",
+          jwks_uri: "https://idp.example.com/jwks",
+          audience: "x",
+          roles: [{ role: "r", scope: "admin" }],
+        },
+      ],
+      ["DELETE", "/v1/auth/oidc", undefined],
+    ] as const) {
+      const res = await call(method, path, limited.admin, body);
+      expect(res.status, `${method} ${path}`).toBe(403);
+      expect(await code(res)).toBe("restricted_credential");
+    }
   });
 });

@@ -10,7 +10,7 @@ import { isWindowName, WINDOW_NAMES, type WindowName } from "../../core/window";
 import { historyEnabled, withDb } from "../../db/client";
 import { type MinutePeriod, queryHistory } from "../../db/history";
 import pkg from "../../package.json";
-import { requireKey } from "../lib/auth";
+import { assertStream, requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import { actor, hub } from "../lib/registry";
 import { forwardSocket, requireUpgrade } from "../lib/sockets";
@@ -18,6 +18,8 @@ import type { AppEnv } from "../lib/types";
 import { onlyParams } from "../lib/validate";
 import { alerts } from "./alerts";
 import { control } from "./control";
+import { metrics } from "./metrics";
+import { oidc } from "./oidc";
 import { query } from "./query";
 
 export const aggregator = new Hono<AppEnv>();
@@ -32,11 +34,18 @@ function parseWindow(raw: string | undefined): WindowName | undefined {
   return raw;
 }
 
+/** GET /v1/streams: its defaults and bounds (the API description reads them too). */
+export const STREAM_LIST = { window: "1m", limit: 100, maxLimit: 1000 } as const satisfies {
+  window: WindowName;
+  limit: number;
+  maxLimit: number;
+};
+
 function parseLimit(raw: string | undefined): number {
-  if (raw === undefined) return 100;
+  if (raw === undefined) return STREAM_LIST.limit;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 1000)
-    throw new ApiError("invalid_request", "limit must be an integer from 1 to 1000.");
+  if (!Number.isInteger(n) || n < 1 || n > STREAM_LIST.maxLimit)
+    throw new ApiError("invalid_request", `limit must be an integer from 1 to ${STREAM_LIST.maxLimit}.`);
   return n;
 }
 
@@ -45,11 +54,12 @@ function parseLimit(raw: string | undefined): number {
  * (each stream's actor keeps its record there, decay included, within about a second): no actor is woken.
  */
 aggregator.get("/v1/streams", requireKey("read"), onlyParams("window", "limit", "cursor"), async (c) => {
-  const { tenantId } = c.get("grant");
-  const window = parseWindow(c.req.query("window")) ?? "1m";
+  const { tenantId, streamPrefixes } = c.get("grant");
+  const window = parseWindow(c.req.query("window")) ?? STREAM_LIST.window;
   const limit = parseLimit(c.req.query("limit"));
   const cursor = c.req.query("cursor") ?? "";
-  const page = await hub(c.env, tenantId).streams(window, limit, cursor);
+  // A prefix-limited credential lists only the streams it may reach.
+  const page = await hub(c.env, tenantId).streams(window, limit, cursor, streamPrefixes ?? null);
   return c.json({ window, ...page });
 });
 
@@ -58,6 +68,7 @@ aggregator.get("/v1/streams/:name", requireKey("read"), onlyParams("window"), as
   const { tenantId } = c.get("grant");
   const name = c.req.param("name");
   if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
+  assertStream(c.get("grant"), name);
   const window = parseWindow(c.req.query("window"));
   const snapshot = await actor(c.env, tenantId, name).snapshot(window);
   if (snapshot === null) throw new ApiError("stream_not_found", `No events have been received for stream '${name}'.`);
@@ -69,6 +80,7 @@ aggregator.get("/v1/streams/:name/history", requireKey("read"), onlyParams("from
   const { tenantId } = c.get("grant");
   const name = c.req.param("name");
   if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
+  assertStream(c.get("grant"), name);
   if (!historyEnabled(c.env)) throw new ApiError("history_disabled");
   const q = parseHistoryQuery(c.req.query("from"), c.req.query("to"), c.req.query("step"), Date.now());
   // The seam: minutes the stream's actor holds that PostgreSQL does not have in full yet (the open minute,
@@ -86,14 +98,19 @@ aggregator.get("/v1/streams/:name/history", requireKey("read"), onlyParams("from
 aggregator.get("/v1/streams/:name/live", requireUpgrade, requireKey("read"), async (c) => {
   const name = c.req.param("name");
   if (!isStreamName(name)) throw new ApiError("invalid_stream_name");
-  return actor(c.env, c.get("grant").tenantId, name).fetch(forwardSocket(c.req.raw, name));
+  assertStream(c.get("grant"), name);
+  return actor(c.env, c.get("grant").tenantId, name).fetch(forwardSocket(c.req.raw, { stream: name }));
 });
 
 /** Live socket for the tenant's overview: the stream directory, then changed entries. */
 aggregator.get("/v1/live", requireUpgrade, requireKey("read"), async (c) => {
-  return hub(c.env, c.get("grant").tenantId).fetch(forwardSocket(c.req.raw));
+  // The hub sends a prefix-limited credential only the streams (and alerts) its prefixes allow.
+  const { tenantId, streamPrefixes } = c.get("grant");
+  return hub(c.env, tenantId).fetch(forwardSocket(c.req.raw, { streamPrefixes }));
 });
 
 aggregator.route("/", control);
 aggregator.route("/", query);
 aggregator.route("/", alerts);
+aggregator.route("/", oidc);
+aggregator.route("/", metrics);

@@ -1,12 +1,14 @@
 /**
  * The control plane: the operator token manages tenants; a tenant's admin
  * key manages that tenant's keys. Keys are shown once, at creation. Bodies
- * are validated by the schemas in core/schemas.ts.
+ * are validated by the schemas in core/schemas.ts. A key may be limited to
+ * stream prefixes; a prefix-limited admin hands out and revokes only keys
+ * within its own prefixes, so it can never mint a broader credential.
  */
 import { Hono } from "hono";
 import { isStreamName } from "../../core/event";
-import { hashKey, keyPrefix, newId, newKey, type Scope } from "../../core/keys";
-import type { KeyInfo } from "../../core/protocol";
+import { hashKey, keyPrefix, newId, newKey, prefixesWithin, type Scope } from "../../core/keys";
+import type { KeyGrant, KeyInfo } from "../../core/protocol";
 import { KeyCreate, LimitsUpdate, TenantCreate } from "../../core/schemas";
 import { forgetHashes, requireKey, requireOperator } from "../lib/auth";
 import { ApiError } from "../lib/errors";
@@ -17,7 +19,13 @@ import { jsonBody, onlyParams } from "../lib/validate";
 export const control = new Hono<AppEnv>();
 
 /** Creates a key: the directory learns its hash first, then the tenant's registry stores it (a failure between leaves an unusable hash, never a usable key without a record). */
-async function createKey(env: Env, tenantId: string, scope: Scope, name: string): Promise<KeyInfo & { key: string }> {
+async function createKey(
+  env: Env,
+  tenantId: string,
+  scope: Scope,
+  name: string,
+  streamPrefixes: string[] | null = null,
+): Promise<KeyInfo & { key: string }> {
   const key = newKey(scope);
   const hash = await hashKey(key);
   await directory(env).addKey(hash, tenantId);
@@ -28,6 +36,7 @@ async function createKey(env: Env, tenantId: string, scope: Scope, name: string)
     scope,
     name,
     createdAt: Date.now(),
+    streamPrefixes,
   });
   if (info === null) throw new ApiError("tenant_not_found");
   return { ...info, key };
@@ -66,7 +75,7 @@ control.post("/v1/admin/tenants/:tenant/keys", jsonBody(KeyCreate), async (c) =>
   const tenant = c.req.param("tenant");
   await existingTenant(c.env, tenant);
   const body = c.req.valid("json");
-  return c.json(await createKey(c.env, tenant, body.scope, body.name ?? body.scope), 201);
+  return c.json(await createKey(c.env, tenant, body.scope, body.name ?? body.scope, body.stream_prefixes ?? null), 201);
 });
 
 control.delete("/v1/admin/tenants/:tenant/keys/:key", async (c) => {
@@ -99,19 +108,38 @@ control.get("/v1/admin/tenants/:tenant/streams/:name/stats", async (c) => {
   return c.json(await actor(c.env, tenant, name).stats());
 });
 
+/** Whether a (possibly prefix-limited) admin may see and revoke this key: one within its own prefixes. */
+const withinReach = (grant: KeyGrant, key: KeyInfo) =>
+  prefixesWithin(key.stream_prefixes, grant.streamPrefixes ?? null);
+
 // Tenant admin API: always scoped to the key's own tenant.
-control.get("/v1/keys", requireKey("admin"), onlyParams(), async (c) =>
-  c.json({ keys: await registry(c.env, c.get("grant").tenantId).listKeys() }),
-);
+control.get("/v1/keys", requireKey("admin"), onlyParams(), async (c) => {
+  const grant = c.get("grant");
+  const keys = await registry(c.env, grant.tenantId).listKeys();
+  return c.json({ keys: keys.filter((k) => withinReach(grant, k)) });
+});
 
 control.post("/v1/keys", requireKey("admin"), jsonBody(KeyCreate), async (c) => {
   const body = c.req.valid("json");
-  return c.json(await createKey(c.env, c.get("grant").tenantId, body.scope, body.name ?? body.scope), 201);
+  const grant = c.get("grant");
+  // A limited admin's keys default to its own prefixes, and may only narrow them.
+  const prefixes = body.stream_prefixes ?? grant.streamPrefixes ?? null;
+  if (!prefixesWithin(prefixes, grant.streamPrefixes ?? null)) {
+    throw new ApiError(
+      "stream_not_allowed",
+      `This credential is limited to streams starting with ${(grant.streamPrefixes ?? []).map((p) => `'${p}'`).join(", ")}; each of the new key's stream_prefixes must start with one of them.`,
+    );
+  }
+  return c.json(await createKey(c.env, grant.tenantId, body.scope, body.name ?? body.scope, prefixes), 201);
 });
 
-control.delete("/v1/keys/:key", requireKey("admin"), async (c) =>
-  c.json(await revoke(c.env, c.get("grant").tenantId, c.req.param("key"), c.get("config").RATE_LIMIT_TIMEOUT_MS)),
-);
+control.delete("/v1/keys/:key", requireKey("admin"), async (c) => {
+  const grant = c.get("grant");
+  const info = await registry(c.env, grant.tenantId).keyInfo(c.req.param("key"));
+  // A key beyond a limited admin's reach is not found, as in its listing.
+  if (info === null || !withinReach(grant, info)) throw new ApiError("key_not_found");
+  return c.json(await revoke(c.env, grant.tenantId, info.id, c.get("config").RATE_LIMIT_TIMEOUT_MS));
+});
 
 /** The tenant's usage against its limits. */
 control.get("/v1/tenant", requireKey("read"), onlyParams(), async (c) => {

@@ -8,7 +8,7 @@ import { isStreamName } from "../../core/event";
 import { parseQuery, QueryBody, toCsv } from "../../core/query";
 import { StreamConfig } from "../../core/schemas";
 import { isoTime } from "../../core/time";
-import { requireKey } from "../lib/auth";
+import { assertStream, requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import { actor, hub } from "../lib/registry";
 import { forwardSocket, requireUpgrade } from "../lib/sockets";
@@ -21,6 +21,7 @@ export const query = new Hono<AppEnv>();
 query.post("/v1/query", requireKey("read"), onlyParams("format"), jsonBody(QueryBody, "invalid_query"), async (c) => {
   const now = Date.now();
   const q = parseQuery(c.req.valid("json"), now);
+  for (const s of q.streams) assertStream(c.get("grant"), s.stream);
   const result = await executeQuery(c.env, c.get("grant").tenantId, q);
   if (c.req.query("format") === "csv") {
     return c.body(toCsv(result), 200, {
@@ -44,7 +45,8 @@ query.get("/v1/query/live", requireUpgrade, requireKey("read"), async (c) => {
   } catch {
     throw new ApiError("malformed_body", "q is not JSON.");
   }
-  parseQuery(body, Date.now()); // refuse a bad query before the socket opens
+  // Refuse a bad query, or one naming a stream outside the credential's prefixes, before the socket opens.
+  for (const s of parseQuery(body, Date.now()).streams) assertStream(c.get("grant"), s.stream);
   const tenant = c.get("grant").tenantId;
   const forwarded = forwardSocket(c.req.raw);
   forwarded.headers.set("x-edgepulse-query", JSON.stringify(body));
@@ -60,6 +62,7 @@ const streamName = (raw: string): string => {
 /** The stream's dimension sets, scaling settings, and the dimensions it has seen. */
 query.get("/v1/streams/:name/config", requireKey("read"), onlyParams(), async (c) => {
   const name = streamName(c.req.param("name"));
+  assertStream(c.get("grant"), name);
   const stub = actor(c.env, c.get("grant").tenantId, name);
   const [config, dimensions] = await Promise.all([stub.streamConfig(), stub.dimensions()]);
   return c.json({ stream: name, ...config, dimensions });
@@ -68,6 +71,7 @@ query.get("/v1/streams/:name/config", requireKey("read"), onlyParams(), async (c
 /** Declares the stream's dimension sets; they apply to events accepted from now on (earlier events are not re-aggregated). */
 query.put("/v1/streams/:name/config", requireKey("admin"), jsonBody(StreamConfig, "invalid_config"), async (c) => {
   const name = streamName(c.req.param("name"));
+  assertStream(c.get("grant"), name);
   const body = c.req.valid("json");
   const tenant = c.get("grant").tenantId;
   const done = await actor(c.env, tenant, name).setConfig(tenant, name, body);

@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import { ERRORS, EVENT_ERRORS, type EventErrorCode, eventErrorMessage, type Rejection } from "../../core/errors";
 import { bodyFormat, decodeBody, type StreamEvent, validateEvent } from "../../core/event";
+import { streamAllowed } from "../../core/keys";
 import type { IngestResult } from "../../core/protocol";
 import { shardOf } from "../../core/shards";
 import { requireKey } from "../lib/auth";
@@ -187,7 +188,8 @@ collector.post(
   onlyParams("mode", "key"),
   async (c) => {
     const config = c.get("config");
-    const { tenantId } = c.get("grant");
+    const grant = c.get("grant");
+    const { tenantId } = grant;
     const format = bodyFormat(c.req.header("content-type") ?? null);
     if (format === undefined) {
       const got = c.req.header("content-type");
@@ -237,6 +239,16 @@ collector.post(
         }
       }
     });
+
+    // Stream prefixes (core/keys.ts): each event for a stream the credential does not cover is rejected on
+    // its own, before anything reaches that stream (not even the counts of invalid events); the rest go on.
+    for (const [name, b] of streams) {
+      if (streamAllowed(grant, name)) continue;
+      for (const index of b.indices) {
+        rejected.push({ index, code: "stream_not_allowed", message: EVENT_ERRORS.stream_not_allowed });
+      }
+      streams.delete(name);
+    }
 
     // Cardinality guard: new stream names are admitted by the registry up to the tenant's cap.
     const refused = await admitStreams(c.env, tenantId, [...streams.keys()], config.MAX_STREAMS_PER_TENANT);

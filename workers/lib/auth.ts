@@ -1,9 +1,12 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { loadConfig } from "../../core/config";
-import { hashKey, type Scope, scopeAllows, secretsEqual } from "../../core/keys";
+import { hashKey, isStreamLimited, type Scope, scopeAllows, secretsEqual, streamAllowed } from "../../core/keys";
 import { keyFromProtocols } from "../../core/live";
+import { looksLikeJwt } from "../../core/oidc";
 import type { KeyGrant } from "../../core/protocol";
+import { tagged } from "../openapi/tag";
 import { ApiError } from "./errors";
+import { verifyToken } from "./oidc";
 import { rateLimit } from "./ratelimit";
 import { grantKey, redisFor, within } from "./redis";
 import { directory, registry } from "./registry";
@@ -67,9 +70,12 @@ export interface RequireKeyOptions {
   allowQueryKeyForText?: boolean;
 }
 
-/** Authenticates an API key of the given scope and puts its grant on the context. */
+/**
+ * Authenticates an API key, or an OIDC token of a tenant's registered issuer (workers/lib/oidc.ts), of the
+ * given scope and puts its grant on the context.
+ */
 export function requireKey(scope: Scope, options: RequireKeyOptions = {}): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
+  return tagged({ auth: { scope, queryKeyForText: options.allowQueryKeyForText } }, async (c, next) => {
     // Browsers cannot set headers on a WebSocket: there the key travels as a subprotocol.
     let key =
       bearer(c) ?? (isUpgrade(c) ? keyFromProtocols(c.req.header("sec-websocket-protocol") ?? null) : undefined);
@@ -86,22 +92,50 @@ export function requireKey(scope: Scope, options: RequireKeyOptions = {}): Middl
     }
     if (key === undefined) throw new ApiError("missing_key");
     const config = loadConfig(c.env as unknown as Record<string, unknown>);
-    const grant = await lookup(c.env, key, config.KEY_CACHE_TTL_MS, config.RATE_LIMIT_TIMEOUT_MS);
+    // A JWT (three dot-separated base64url parts) is an OIDC token; anything else is an API key.
+    const grant = looksLikeJwt(key)
+      ? await verifyToken(c.env, key, config)
+      : await lookup(c.env, key, config.KEY_CACHE_TTL_MS, config.RATE_LIMIT_TIMEOUT_MS);
     if (grant === null) throw new ApiError("invalid_key");
     if (grant.revoked) throw new ApiError("revoked_key");
     if (!scopeAllows(grant.scope, scope)) {
-      throw new ApiError("insufficient_scope", `This is a '${grant.scope}' key; this endpoint needs a '${scope}' key.`);
+      const held = grant.keyId.startsWith("oidc:")
+        ? `This token's role grants the '${grant.scope}' scope`
+        : `This is a '${grant.scope}' key`;
+      throw new ApiError("insufficient_scope", `${held}; this endpoint needs a '${scope}' key.`);
     }
     c.set("grant", grant);
     c.set("config", config);
     // Rate limits apply per tenant right after authentication, before any body is read or actor woken.
     await rateLimit(scope === "ingest" ? "ingest" : "read")(c, next);
-  };
+  });
+}
+
+const describePrefixes = (grant: KeyGrant) => (grant.streamPrefixes ?? []).map((p) => `'${p}'`).join(", ");
+
+/** Refuses a stream the credential's stream prefixes do not cover (403 stream_not_allowed). */
+export function assertStream(grant: KeyGrant, name: string): void {
+  if (!streamAllowed(grant, name)) {
+    throw new ApiError(
+      "stream_not_allowed",
+      `This credential may reach only streams starting with ${describePrefixes(grant)}; '${name}' is not one of them.`,
+    );
+  }
+}
+
+/** Refuses a prefix-limited credential where the action is tenant-wide (403 restricted_credential). */
+export function assertUnrestricted(grant: KeyGrant, what: string): void {
+  if (isStreamLimited(grant)) {
+    throw new ApiError(
+      "restricted_credential",
+      `This credential is limited to streams starting with ${describePrefixes(grant)}; ${what} needs an admin credential without stream_prefixes.`,
+    );
+  }
 }
 
 /** Authenticates the operator token (the ADMIN_TOKEN secret). */
 export function requireOperator(): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
+  return tagged({ auth: { scope: "operator" } }, async (c, next) => {
     const expected = c.env.ADMIN_TOKEN;
     if (!expected) throw new ApiError("admin_disabled");
     const token = bearer(c);
@@ -110,5 +144,5 @@ export function requireOperator(): MiddlewareHandler<AppEnv> {
     if (!(await secretsEqual(token, expected))) throw new ApiError("invalid_key", "The operator token is not valid.");
     c.set("config", loadConfig(c.env as unknown as Record<string, unknown>));
     await next();
-  };
+  });
 }

@@ -8,6 +8,7 @@ import type { MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import type { ErrorCode } from "../../core/errors";
 import { describeIssues } from "../../core/schemas";
+import { tagged } from "../openapi/tag";
 import { ApiError } from "./errors";
 
 /**
@@ -16,7 +17,7 @@ import { ApiError } from "./errors";
  */
 export function onlyParams(...allowed: string[]): MiddlewareHandler {
   const known = new Set(allowed);
-  return async (c, next) => {
+  return tagged({ query: allowed }, async (c, next) => {
     const unknown = [...new URL(c.req.url).searchParams.keys()].filter((k) => !known.has(k));
     if (unknown.length > 0) {
       const takes = allowed.length > 0 ? `it takes ${allowed.map((a) => `'${a}'`).join(", ")}` : "it takes none";
@@ -26,16 +27,20 @@ export function onlyParams(...allowed: string[]): MiddlewareHandler {
       );
     }
     await next();
-  };
+  });
 }
 
+/** Validates the JSON body with `schema` (the API description shows that schema); a refusal is a 400 with `code`. */
 export function jsonBody<S extends z.ZodType>(schema: S, code: ErrorCode = "invalid_request") {
-  return zValidator("json", schema, (result) => {
-    if (!result.success) {
-      const root = result.error.issues.find((i) => i.path.length === 0 && i.code === "invalid_type");
-      if (root) throw new ApiError("malformed_body", "The body must be a JSON object.");
-      const { message, details } = describeIssues(result.error);
-      throw new ApiError(code, message, details);
-    }
-  });
+  return tagged(
+    { body: { schema, code } },
+    zValidator("json", schema, (result) => {
+      if (!result.success) {
+        const root = result.error.issues.find((i) => i.path.length === 0 && i.code === "invalid_type");
+        if (root) throw new ApiError("malformed_body", "The body must be a JSON object.");
+        const { message, details } = describeIssues(result.error);
+        throw new ApiError(code, message, details);
+      }
+    }),
+  );
 }

@@ -45,6 +45,7 @@ const FINAL_CODES = new Set<RejectionCode>([
   "too_late",
   "too_far_in_future",
   "stream_limit",
+  "stream_not_allowed",
   "body_too_large",
 ]);
 

@@ -20,15 +20,31 @@ export interface Progress {
 
 export type ProgressMode = "bar" | "lines" | "none";
 
+export interface ProgressIO {
+  /** Where "lines" mode writes. */
+  write: (line: string) => void;
+  /** Where the bar draws (a TTY in use; a stream with `isTTY` in tests). */
+  stream: NodeJS.WritableStream;
+  /** Milliseconds, monotonic. */
+  now: () => number;
+}
+
+const defaultIO = (): ProgressIO => ({
+  write: (l) => process.stderr.write(`${l}\n`),
+  stream: process.stderr,
+  now: () => performance.now(),
+});
+
 export function createProgress(
   mode: ProgressMode,
   total: number,
   intervalMs: number,
-  write: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+  io: Partial<ProgressIO> = {},
 ): Progress {
-  const start = performance.now();
+  const { write, stream, now: clock } = { ...defaultIO(), ...io };
+  const start = clock();
   const figures = (p: ProgressFigures) => {
-    const elapsed = (performance.now() - start) / 1000;
+    const elapsed = (clock() - start) / 1000;
     const rate = elapsed > 0 ? p.settled / elapsed : 0;
     const fraction = total > 0 ? Math.min(1, p.bytes / total) : 1;
     const eta = p.bytes > 0 && elapsed > 0 ? (total - p.bytes) / (p.bytes / elapsed) : Number.NaN;
@@ -39,7 +55,7 @@ export function createProgress(
     let last = Number.NEGATIVE_INFINITY;
     return {
       update(p) {
-        const now = performance.now();
+        const now = clock();
         if (now - last < intervalMs) return;
         last = now;
         const f = figures(p);
@@ -56,7 +72,7 @@ export function createProgress(
       hideCursor: true,
       etaBuffer: 50,
       fps: 10,
-      stream: process.stderr,
+      stream,
     },
     cliProgress.Presets.shades_classic,
   );

@@ -1,0 +1,438 @@
+/**
+ * What the API answers, declared once as schemas (zod): the API description
+ * (workers/openapi/) is generated from them, the end-to-end tests check real
+ * responses against that description, and workers/openapi/shapes.ts checks at
+ * compile time that each one is exactly the type the code that builds the
+ * response returns. Runtime-free; nothing parses responses with them.
+ *
+ * Each schema has an `id`: its name in the document's components.
+ */
+import { z } from "zod";
+import { AGGREGATES, COMPARATORS } from "./alerts.ts";
+import { ERRORS, type ErrorCode, EVENT_ERRORS, type EventErrorCode } from "./errors.ts";
+import { SCOPES } from "./keys.ts";
+import { QUERY_STEPS, type QueryStep } from "./measures.ts";
+import { WINDOW_NAMES, type WindowName } from "./window.ts";
+
+const windowName = z.enum(WINDOW_NAMES as [WindowName, ...WindowName[]]);
+const step = z.enum(Object.keys(QUERY_STEPS) as [QueryStep, ...QueryStep[]]);
+
+/** A point in time as every response carries it (core/time.ts isoTime). */
+export const Time = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
+  .meta({ format: "date-time", examples: ["2026-11-22T09:00:00.000Z"] });
+const timeOrNull = Time.nullable();
+
+// ---------------------------------------------------------------------------
+// Errors.
+// ---------------------------------------------------------------------------
+
+export const ERROR_CODES = Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]];
+
+/** The one error shape (workers/lib/errors.ts): a stable code, a message a person can act on, details. */
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.enum(ERROR_CODES).describe("Stable: branch on it (the message may change)."),
+      message: z.string(),
+      details: z.unknown().optional().describe("Field issues, a receipt, …: depends on the code."),
+    }),
+  })
+  .meta({ id: "Error", description: "Every error: `{error: {code, message, details?}}`." });
+
+// ---------------------------------------------------------------------------
+// Ingest.
+// ---------------------------------------------------------------------------
+
+export const Rejection = z
+  .object({
+    index: z.int().min(0).describe("The event's position in the batch (the line among non-empty NDJSON lines)."),
+    code: z.enum(Object.keys(EVENT_ERRORS) as [EventErrorCode, ...EventErrorCode[]]),
+    message: z.string(),
+  })
+  .meta({ id: "Rejection", description: "An event refused, and why." });
+
+export const Receipt = z
+  .object({
+    accepted: z.int().min(0).describe("Events stored (durable before this reply)."),
+    duplicates: z.int().min(0).describe("Events whose id was already seen: counted once, not again."),
+    rejected: z.array(Rejection),
+  })
+  .meta({ id: "Receipt", description: "What happened to each event of a batch." });
+
+export const QueuedReceipt = z
+  .object({
+    queued: z.int().min(0),
+    rejected: z.array(Rejection),
+    mode: z.literal("queued"),
+    request_id: z.string(),
+    note: z.string(),
+  })
+  .meta({ id: "QueuedReceipt", description: "Events queued durably (?mode=queued); counted once applied." });
+
+// ---------------------------------------------------------------------------
+// Streams.
+// ---------------------------------------------------------------------------
+
+const nullableNumber = z.number().nullable();
+
+/** The figures of any period: a live window or a history step (core/aggregate.ts Figures). */
+const figureFields = {
+  count: z.int().min(0),
+  rate: z.number().describe("Events per second over the period."),
+  value_count: z.int().min(0).describe("Events that carried a value."),
+  sum: nullableNumber.describe("Over events with a value; null when none had one."),
+  min: nullableNumber,
+  max: nullableNumber,
+  mean: nullableNumber,
+  p50: nullableNumber.describe("Within 1 % of the exact value at that rank (DDSketch)."),
+  p90: nullableNumber,
+  p95: nullableNumber,
+  p99: nullableNumber,
+  distinct_users: z.int().min(0).describe("HyperLogLog estimate (≈0.6 % standard error)."),
+};
+
+export const Figures = z.object(figureFields).meta({ id: "Figures", description: "A period's figures." });
+
+export const WindowFigures = z
+  .object({ window: windowName, seconds: z.int().min(1), ...figureFields })
+  .meta({ id: "WindowFigures", description: "A live sliding window's figures." });
+
+const rejectedCounts = z.partialRecord(
+  z.enum(Object.keys(EVENT_ERRORS) as [EventErrorCode, ...EventErrorCode[]]),
+  z.int().min(0),
+);
+
+export const StreamCounters = z
+  .object({
+    accepted: z.int().min(0),
+    duplicates: z.int().min(0),
+    late: z.int().min(0),
+    future: z.int().min(0),
+    rejected: rejectedCounts.describe("Every rejection of an event that named this stream, by code."),
+    dims_overflow: z.int().min(0).optional().describe("Dimension values folded into __other__."),
+    dim_keys_overflow: z.int().min(0).optional().describe("Dimensions dropped past MAX_DIM_KEYS keys."),
+  })
+  .meta({ id: "StreamCounters", description: "Lifetime totals of a stream." });
+
+export const HistoryStatus = z
+  .object({
+    enabled: z.boolean(),
+    pending_minutes: z.int().min(0),
+    open_minutes: z.int().min(0),
+    failures: z.int().min(0),
+    last_flush_at: timeOrNull,
+    last_error: z
+      .object({ category: z.enum(["unreachable", "timeout", "rejected", "unknown"]), message: z.string() })
+      .nullable(),
+    minutes_flushed: z.int().min(0),
+    dropped_minutes: z.int().min(0),
+    dimension_minutes_pending: z.int().min(0),
+  })
+  .meta({ id: "HistoryStatus", description: "How far the stream's history (PostgreSQL) is behind." });
+
+export const Scaling = z
+  .object({
+    shards: z.int().min(1),
+    shard_load: z.array(z.object({ shard: z.int().min(1), requests_per_s: z.number(), requests: z.number() })),
+    requests_per_s: z.number(),
+    target_per_shard: z.number(),
+    min_shards: z.int().min(1),
+    max_shards: z.int().min(1),
+    decisions: z.array(z.object({ at: Time, from: z.int(), to: z.int(), reason: z.string() })),
+  })
+  .meta({ id: "Scaling", description: "The stream's shards, their load and the last scaling decisions." });
+
+export const StreamSnapshot = z
+  .object({
+    stream: z.string(),
+    now: Time,
+    windows: z.partialRecord(windowName, WindowFigures).describe("Every window, or the one asked for."),
+    counters: StreamCounters,
+    first_event_at: timeOrNull,
+    last_event_at: timeOrNull,
+    history: HistoryStatus,
+    scaling: Scaling,
+  })
+  .meta({ id: "StreamSnapshot", description: "All aggregates of one stream, live." });
+
+export const StreamListing = z
+  .union([
+    z.object({
+      name: z.string(),
+      window: windowName,
+      seconds: z.int().min(1),
+      ...figureFields,
+      counters: StreamCounters,
+      first_event_at: timeOrNull,
+      last_event_at: timeOrNull,
+    }),
+    z.object({ name: z.string(), available: z.literal(false) }),
+  ])
+  .meta({ id: "StreamListing", description: "A stream with its figures for the window asked for." });
+
+export const StreamList = z
+  .object({
+    window: windowName,
+    streams: z.array(StreamListing),
+    next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last one."),
+  })
+  .meta({ id: "StreamList" });
+
+export const HistoryPoint = z
+  .object({ t: Time.describe("The step's start."), ...figureFields })
+  .meta({ id: "HistoryPoint" });
+
+export const History = z
+  .object({ stream: z.string(), step, from: Time, to: Time, points: z.array(HistoryPoint) })
+  .meta({ id: "History", description: "Every aggregate per step over [from, to); only steps with events." });
+
+const Dimension = z.object({ name: z.string(), keys: z.array(z.string()), values: z.int().min(0) });
+
+export const StreamConfiguration = z
+  .object({
+    stream: z.string(),
+    dimension_sets: z.array(z.array(z.string())),
+    scaling: z.object({
+      min_shards: z.int().optional(),
+      max_shards: z.int().optional(),
+      target_requests_per_s: z.int().optional(),
+    }),
+    dimensions: z.array(Dimension).describe("Dimensions seen, with their number of values."),
+  })
+  .meta({ id: "StreamConfiguration" });
+
+export const StreamConfigSaved = z
+  .object({
+    stream: z.string(),
+    dimension_sets: z.array(z.array(z.string())),
+    scaling: Scaling,
+    applies_from: Time.describe("Sets aggregate events accepted from then on."),
+    note: z.string(),
+  })
+  .meta({ id: "StreamConfigSaved" });
+
+export const ActorStats = z
+  .object({
+    storage_bytes: z.int().min(0),
+    minutes: z.int().min(0),
+    open_minutes: z.int().min(0),
+    registers: z.int().min(0),
+    dedup_ids: z.int().min(0),
+    outbox_pending: z.int().min(0),
+    db_connections_opened: z.int().min(0),
+    dimensions: z.int().min(0),
+    values: z.int().min(0),
+    hot_minutes: z.int().min(0),
+  })
+  .meta({ id: "ActorStats", description: "What a stream's actor holds (capacity planning)." });
+
+// ---------------------------------------------------------------------------
+// Queries.
+// ---------------------------------------------------------------------------
+
+const cell = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+export const QueryResult = z
+  .object({
+    columns: z.array(z.string()),
+    rows: z.array(z.array(cell)).describe("One array per group (and step), in the order of columns."),
+    meta: z
+      .looseObject({
+        span: z.object({ from: Time, to: Time }),
+        step: step.nullable(),
+        streams: z.array(z.object({ alias: z.string(), stream: z.string(), source: z.string() })),
+        sources: z.array(z.string()),
+        freshness_ms: z.number().nullable(),
+        groups: z.int().min(0),
+        truncated: z.boolean(),
+        error_bounds: z.record(z.string(), z.string()),
+        missing: z.array(z.looseObject({ stream: z.string() })),
+        statistics: z.looseObject({ elapsed_ms: z.number() }),
+      })
+      .describe("How the answer was made: span, sources, freshness, bounds, what is missing."),
+  })
+  .meta({ id: "QueryResult" });
+
+// ---------------------------------------------------------------------------
+// Alerts.
+// ---------------------------------------------------------------------------
+
+export const AlertRule = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    stream: z.string(),
+    kind: z.enum(["threshold", "no_data"]),
+    aggregate: z.enum(AGGREGATES),
+    window: windowName,
+    comparator: z.enum(COMPARATORS),
+    threshold: z.number(),
+    resolve_threshold: z.number().nullable(),
+    for_ms: z.int().min(0),
+    keep_firing_for_ms: z.int().min(0),
+    no_data_ms: z.int().min(0),
+    labels: z.record(z.string(), z.string()),
+    targets: z.array(z.string()),
+    enabled: z.boolean(),
+    created_at: Time,
+    updated_at: Time,
+  })
+  .meta({ id: "AlertRule" });
+
+export const Rule = z
+  .object({
+    rule: AlertRule,
+    state: z.object({
+      state: z.enum(["inactive", "pending", "firing"]),
+      active_since: timeOrNull,
+      firing_since: timeOrNull,
+      last_true_at: timeOrNull,
+      value: z.number().nullable(),
+    }),
+  })
+  .meta({ id: "Rule", description: "An alert rule with its current state." });
+
+export const RuleList = z.object({ rules: z.array(Rule) }).meta({ id: "RuleList" });
+
+export const RuleDeleted = z.object({ deleted: z.string().describe("The rule's id.") }).meta({ id: "RuleDeleted" });
+
+const alertEventFields = {
+  id: z.string(),
+  stream: z.string(),
+  rule_id: z.string(),
+  rule_name: z.string(),
+  kind: z.enum(["pending", "firing", "resolved", "cancelled"]),
+  at: Time,
+  value: z.number().nullable(),
+  labels: z.record(z.string(), z.string()),
+};
+
+export const AlertEvent = z
+  .object(alertEventFields)
+  .meta({ id: "AlertEvent", description: "An alert transition (also the body of a webhook)." });
+
+export const FiringAlerts = z.object({ firing: z.array(AlertEvent) }).meta({ id: "FiringAlerts" });
+
+export const Delivery = z
+  .object({
+    target: z.string(),
+    status: z.enum(["pending", "delivered", "failed"]),
+    attempts: z.int().min(0),
+    last_error: z.string().nullable(),
+    delivered_at: timeOrNull,
+  })
+  .meta({ id: "Delivery", description: "A webhook delivery of a transition." });
+
+export const AlertEventList = z
+  .object({ events: z.array(z.object({ ...alertEventFields, deliveries: z.array(Delivery) })) })
+  .meta({ id: "AlertEventList", description: "Recent transitions, newest first." });
+
+export const WebhookSecret = z
+  .object({ secret: z.string(), header: z.string(), scheme: z.string() })
+  .meta({ id: "WebhookSecret", description: "How webhook deliveries are signed." });
+
+// ---------------------------------------------------------------------------
+// Keys and tenants.
+// ---------------------------------------------------------------------------
+
+const keyFields = {
+  id: z.string(),
+  tenant_id: z.string(),
+  scope: z.enum(SCOPES),
+  name: z.string(),
+  prefix: z.string().describe("The key's first characters, to recognise it."),
+  stream_prefixes: z
+    .array(z.string())
+    .nullable()
+    .describe("Stream-name prefixes the key is limited to; null: every stream."),
+  created_at: Time,
+  revoked_at: timeOrNull,
+};
+
+export const Key = z.object(keyFields).meta({ id: "Key", description: "An API key (never the key itself)." });
+
+export const NewKey = z
+  .object({ ...keyFields, key: z.string().describe("The key: shown this once.") })
+  .meta({ id: "NewKey", description: "A key just created, with the key itself (shown once)." });
+
+export const KeyList = z.object({ keys: z.array(Key) }).meta({ id: "KeyList" });
+
+export const Tenant = z.object({ id: z.string(), name: z.string(), created_at: Time }).meta({ id: "Tenant" });
+
+export const TenantCreated = z
+  .object({ tenant: Tenant, keys: z.array(NewKey).describe("One key of each scope, shown this once.") })
+  .meta({ id: "TenantCreated" });
+
+export const TenantList = z.object({ tenants: z.array(Tenant) }).meta({ id: "TenantList" });
+
+export const TenantLimits = z
+  .object({
+    ingest_per_sec: z.int().nullable().describe("null: the default (RATE_LIMIT_INGEST_PER_SEC)."),
+    read_per_sec: z.int().nullable().describe("null: the default (RATE_LIMIT_READ_PER_SEC)."),
+  })
+  .meta({ id: "TenantLimits", description: "Per-tenant rate limits in requests per second." });
+
+export const TenantUsage = z
+  .object({
+    tenant_id: z.string(),
+    limits: z.object({ ingest_per_sec: z.int(), read_per_sec: z.int(), max_streams: z.int() }),
+    usage: z.object({ streams: z.int().min(0), streams_refused: z.int().min(0) }),
+  })
+  .meta({ id: "TenantUsage", description: "The tenant's usage against its limits." });
+
+// ---------------------------------------------------------------------------
+// Sign-in with an identity provider (OIDC).
+// ---------------------------------------------------------------------------
+
+export const OidcConfigView = z
+  .object({
+    issuer: z.string(),
+    jwks_uri: z.string().describe("Given, or read from the issuer's discovery document."),
+    audience: z.array(z.string()).describe("A token's aud must hold one of these."),
+    role_claim: z.string(),
+    roles: z.array(
+      z.object({
+        role: z.string(),
+        scope: z.enum(SCOPES),
+        stream_prefixes: z.array(z.string()).nullable(),
+      }),
+    ),
+    dashboard: z
+      .object({
+        client_id: z.string(),
+        scopes: z.string(),
+        authorization_endpoint: z.string(),
+        token_endpoint: z.string(),
+        redirect_uri: z.string().describe("Register this as a redirect URI of the client at the provider."),
+      })
+      .nullable(),
+    algorithms: z.array(z.string()).describe("The signature algorithms accepted (asymmetric only)."),
+    clock_tolerance_s: z.number().describe("Seconds of clock skew tolerated on exp, nbf and iat."),
+    jwks_cache_s: z.number().describe("How long a fetched JWKS is used before it is fetched again."),
+    updated_at: Time,
+  })
+  .meta({ id: "OidcConfig", description: "The tenant's identity provider, and what the server enforces." });
+
+export const OidcPublicConfig = z
+  .object({
+    tenant_id: z.string(),
+    issuer: z.string(),
+    client_id: z.string(),
+    scopes: z.string(),
+    audiences: z.array(z.string()),
+    authorization_endpoint: z.string(),
+    token_endpoint: z.string(),
+  })
+  .meta({ id: "OidcPublicConfig", description: "What the dashboard needs to sign in to a tenant; nothing secret." });
+
+export const OidcDeleted = z.object({ deleted: z.literal(true), issuer: z.string() }).meta({ id: "OidcDeleted" });
+
+// ---------------------------------------------------------------------------
+// Service.
+// ---------------------------------------------------------------------------
+
+export const Health = z.object({ ok: z.literal(true) }).meta({ id: "Health" });
+
+export const Version = z.object({ name: z.string(), version: z.string() }).meta({ id: "Version" });
