@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Browser, BrowserContext, Page } from "playwright-core";
@@ -15,10 +15,12 @@ import { buildBundles } from "../../sdk/scripts/build.mjs";
 import { createClient } from "../../sdk/src/index";
 import { launchChromium } from "../support/chromium";
 import { createTestDatabase } from "../support/pg";
-import { createTenant, type Keys, type Stack, startStack } from "../support/stack";
+import { createTenant, type Keys, ROOT, type Stack, startStack } from "../support/stack";
 
 const DENO_CLIENT = fileURLToPath(new URL("./fixtures/deno-client.ts", import.meta.url));
 const execFileAsync = promisify(execFile);
+/** Deno from npm at the version package.json pins (`config.deno`), as `npm run test:deno` runs it. */
+const DENO = ["--yes", `deno@${JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).config.deno}`];
 /** The collector takes at most this many events per request here, so the SDK's larger batches meet a 413. */
 const SERVER_MAX_EVENTS = 100;
 
@@ -178,11 +180,10 @@ describe("SDK from Node against the stack", () => {
 
 describe("SDK from Deno against the stack", () => {
   it("runs from its sources under Deno 2: batches split on 413, gzip, receipts, a lost answer retried once", async () => {
-    const deno = createRequire(import.meta.url).resolve("deno/bin.cjs");
     const host = new URL(stack.url).host;
     const { stdout } = await execFileAsync(
-      process.execPath,
-      [deno, "run", `--allow-net=${host}`, "--allow-env=EDGEPULSE_URL,EDGEPULSE_KEY", DENO_CLIENT],
+      "npx",
+      [...DENO, "run", `--allow-net=${host}`, "--allow-env=EDGEPULSE_URL,EDGEPULSE_KEY", DENO_CLIENT],
       { env: { ...process.env, EDGEPULSE_URL: stack.url, EDGEPULSE_KEY: keys.ingest, NO_COLOR: "1" } },
     );
     const out = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
