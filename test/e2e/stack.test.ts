@@ -1,3 +1,4 @@
+import { Agent, request } from "node:http";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { nearestRank } from "../../core/ddsketch";
@@ -91,6 +92,45 @@ describe("npm start's stack, over HTTP", () => {
     expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("malformed_body");
     const unauth = await fetch(`${stack.url}/v1/streams`);
     expect(unauth.status).toBe(401);
+  });
+
+  it("keeps a keep-alive connection usable after an error answered before the body was read", async () => {
+    // One socket for every request: a refusal sent before the body is read (wrong content type, no key)
+    // must not leave the connection closed under the next request.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (headers: Record<string, string>, body: string) =>
+      new Promise<{ status: number; socket: number }>((resolve, reject) => {
+        const req = request(
+          `${stack.url}/v1/events`,
+          { method: "POST", agent, headers: { "content-length": String(Buffer.byteLength(body)), ...headers } },
+          (res) => {
+            res.resume();
+            res.on("end", () =>
+              resolve({ status: res.statusCode ?? 0, socket: (req.socket as { localPort?: number }).localPort ?? 0 }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end(body);
+      });
+    const json = { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json" };
+    const body = JSON.stringify([{ name: "keepalive.test", value: 1 }]);
+    try {
+      const refusals = [
+        await send(
+          { authorization: `Bearer ${keys.ingest}`, "content-type": "application/x-www-form-urlencoded" },
+          "a=1".repeat(2000),
+        ),
+        await send({ "content-type": "application/json" }, body),
+        await send({ ...json, authorization: `Bearer ${keys.read}` }, body),
+      ];
+      expect(refusals.map((r) => r.status)).toEqual([415, 401, 403]);
+      const ok = await send(json, body);
+      expect(ok.status).toBe(200);
+      expect(new Set([...refusals, ok].map((r) => r.socket)).size).toBe(1);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it("queues events on request (?mode=queued) and counts them once its queue consumer has applied them", async () => {

@@ -22,7 +22,28 @@ export function errorBody(code: ErrorCode, message: string, details?: unknown) {
   return { error: details === undefined ? { code, message } : { code, message, details } };
 }
 
-export function onError(err: Error, c: Context): Response {
+/** Request bodies up to this size are read to the end before an error answers them (see below). */
+const DRAIN_MAX_BYTES = 1_048_576;
+
+/**
+ * An error answered before the request's body was read (no key, a wrong content type, a bad parameter)
+ * would leave the body unread, and workerd then closes the client's keep-alive connection under its next
+ * request. A body of known, bounded size is read to the end first; a larger or unsized one is not (the
+ * connection closes, as HTTP allows).
+ */
+async function drainBody(req: Request): Promise<void> {
+  if (req.body === null || req.bodyUsed) return;
+  const length = Number(req.headers.get("content-length") ?? Number.NaN);
+  if (!(length <= DRAIN_MAX_BYTES)) return;
+  try {
+    await req.arrayBuffer();
+  } catch {
+    // The client went away: nothing to keep.
+  }
+}
+
+export async function onError(err: Error, c: Context): Promise<Response> {
+  await drainBody(c.req.raw);
   if (err instanceof ApiError) {
     return c.json(errorBody(err.code, err.message, err.details), err.status, err.headers);
   }
