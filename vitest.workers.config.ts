@@ -45,6 +45,8 @@ export default defineConfig(async () => {
             TEST_WEBHOOK_URL: receiver.url,
             UPSTASH_REDIS_REST_URL: upstash.url,
             UPSTASH_REDIS_REST_TOKEN: upstash.token,
+            ARCHIVE_FLUSH_MS: "100",
+            ARCHIVE_MAX_PENDING_EVENTS: "1000",
             TEST_CHAOS_REDIS_URL: chaos.url,
             TEST_CHAOS_REDIS_TOKEN: chaos.token,
             // The Upstash bridge runs in vitest's own (busy) process: give Redis calls room, so a slow answer

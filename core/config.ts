@@ -106,6 +106,33 @@ export const CONFIG = {
     description:
       "Most breakdowns (a stream's dimension key or declared set) one GET /v1/metrics runs; the rest are counted as unavailable.",
   },
+  ARCHIVE_FLUSH_MS: {
+    default: 10_000,
+    min: 50,
+    max: 600_000,
+    description: "How often an actor writes its accepted events to the raw archive in R2 (ms).",
+  },
+  ARCHIVE_MAX_PENDING_EVENTS: {
+    default: 2_000_000,
+    min: 1000,
+    max: 50_000_000,
+    description:
+      "Most accepted events an actor holds for the archive (an R2 outage); past it the stream refuses events (503) rather than lose any.",
+  },
+  ARCHIVE_RETENTION_DAYS: {
+    default: 365,
+    min: 1,
+    max: 3650,
+    description:
+      "How long raw archive segments are kept (days, by the events' date); per-tenant overrides via the operator API.",
+  },
+  BACKFILL_MAX_IDS: {
+    default: 5_000_000,
+    min: 1000,
+    max: 100_000_000,
+    description:
+      "Most backfilled event ids a stream remembers (so a repeated backfill counts nothing twice); past it, backfilled events with an id are refused (503).",
+  },
   MAX_DIM_KEYS: {
     default: 32,
     min: 1,

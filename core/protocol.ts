@@ -45,6 +45,8 @@ export interface StreamCounters {
   dims_overflow?: number;
   /** Dimensions dropped because the stream already has MAX_DIM_KEYS distinct keys. */
   dim_keys_overflow?: number;
+  /** Events accepted on the backfill path (into history and the archive, not the live windows). */
+  backfilled?: number;
 }
 
 /** Why history is lagging, as API clients see it: a category and a short message (details stay in server logs). */
@@ -82,6 +84,17 @@ export interface StreamSnapshot {
   history: FlushStatus;
   /** The stream's shards, its load and the last scaling decisions (core/shards.ts). */
   scaling: ScalingStatus;
+  /** The raw archive: events waiting for R2, segments written, the last error. */
+  archive: ArchiveStatus;
+}
+
+export interface ArchiveStatus {
+  enabled: boolean;
+  /** Events accepted and not yet in a written segment. */
+  pending_events: number;
+  segments_written: number;
+  last_write_at: string | null;
+  last_error: string | null;
 }
 
 export interface KeyInfo {

@@ -113,6 +113,7 @@ export const StreamCounters = z
     rejected: rejectedCounts.describe("Every rejection of an event that named this stream, by code."),
     dims_overflow: z.int().min(0).optional().describe("Dimension values folded into __other__."),
     dim_keys_overflow: z.int().min(0).optional().describe("Dimensions dropped past MAX_DIM_KEYS keys."),
+    backfilled: z.int().min(0).optional().describe("Events accepted on the backfill path (history and archive only)."),
   })
   .meta({ id: "StreamCounters", description: "Lifetime totals of a stream." });
 
@@ -144,6 +145,32 @@ export const Scaling = z
   })
   .meta({ id: "Scaling", description: "The stream's shards, their load and the last scaling decisions." });
 
+export const ArchiveStatus = z
+  .object({
+    enabled: z.boolean(),
+    pending_events: z.int().min(0).describe("Events accepted and not yet in a written segment."),
+    segments_written: z.int().min(0).describe("Segments this actor instance wrote."),
+    last_write_at: timeOrNull,
+    last_error: z.string().nullable(),
+  })
+  .meta({ id: "ArchiveStatus", description: "The stream's raw archive (R2): what waits, what was written." });
+
+export const Segment = z
+  .object({
+    key: z.string().describe("raw/<tenant>/<stream>/<YYYY-MM-DD>/<HH>/<first seq>-<last seq>.ndjson.gz"),
+    stream: z.string(),
+    count: z.int().min(0).describe("Events in the segment."),
+    from_ts: z.number().describe("Earliest event time in the segment, epoch ms."),
+    to_ts: z.number().describe("Latest event time in the segment, epoch ms."),
+    sha256: z.string().describe("Hex SHA-256 of the object's bytes (gzip)."),
+    bytes: z.int().min(0),
+  })
+  .meta({ id: "ArchiveSegment", description: "One segment of the raw archive: its manifest entry." });
+
+export const SegmentList = z
+  .object({ from: Time, to: Time, segments: z.array(Segment), next_cursor: z.string().nullable() })
+  .meta({ id: "ArchiveSegmentList", description: "A page of the archive's manifest." });
+
 export const StreamSnapshot = z
   .object({
     stream: z.string(),
@@ -154,6 +181,7 @@ export const StreamSnapshot = z
     last_event_at: timeOrNull,
     history: HistoryStatus,
     scaling: Scaling,
+    archive: ArchiveStatus,
   })
   .meta({ id: "StreamSnapshot", description: "All aggregates of one stream, live." });
 

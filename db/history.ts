@@ -14,6 +14,7 @@ import type { Db } from "./maintenance";
 import {
   type AggregateTable,
   alertEvents,
+  backfillBatches,
   type DimTable,
   metricsDay,
   type metricsDimMinute,
@@ -216,6 +217,62 @@ export async function upsertMinutesMergingUsers(
       }),
     );
   }
+}
+
+/**
+ * Merges a backfill batch's minute deltas into the minute rows, exactly once: the batch key is recorded
+ * in the same transaction (a retried batch finds it and merges nothing). Partitions for the minutes, and
+ * for the hours and days the rollup will write, are created first. Returns whether it merged.
+ */
+export async function applyBackfill(
+  db: Db,
+  tenantId: string,
+  stream: string,
+  batch: string,
+  rows: MinutePeriod[],
+): Promise<boolean> {
+  if (rows.length === 0) return false;
+  return db.transaction(async (tx) => {
+    const first = new Date(Math.min(...rows.map((r) => r.bucket)));
+    const last = new Date(Math.max(...rows.map((r) => r.bucket)) + 60_000);
+    for (const table of ["metrics_minute", "metrics_hour", "metrics_day"]) {
+      await tx.execute(sql`SELECT edgepulse_ensure_partitions(${table}, ${first}, ${last})`);
+    }
+    const recorded = await tx
+      .insert(backfillBatches)
+      .values({ tenantId, stream, batch })
+      .onConflictDoNothing()
+      .returning({ batch: backfillBatches.batch });
+    if (recorded.length === 0) return false;
+    for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
+      const chunk = rows.slice(i, i + UPSERT_CHUNK);
+      const existing = (await tx
+        .select()
+        .from(metricsMinute)
+        .where(
+          and(
+            eq(metricsMinute.tenantId, tenantId),
+            eq(metricsMinute.stream, stream),
+            inArray(
+              metricsMinute.bucket,
+              chunk.map((r) => new Date(r.bucket)),
+            ),
+          ),
+        )
+        .for("update")) as StoredAggregate[];
+      const before = new Map(existing.map((r) => [r.bucket.getTime(), periodOfRow(r)]));
+      await upsertPeriods(
+        tx as unknown as Db,
+        metricsMinute,
+        chunk.map((r) => {
+          const old = before.get(r.bucket);
+          const merged = old ? mergePeriods([old, r]) : { aggregate: r.aggregate, hll: r.hll };
+          return { tenantId, stream, bucket: new Date(r.bucket), ...merged };
+        }),
+      );
+    }
+    return true;
+  });
 }
 
 /** Alert transitions with their webhook deliveries; a repeated write updates the deliveries. */

@@ -121,3 +121,23 @@ export const alertEvents = pgTable(
   },
   (t) => [index("alert_events_tenant_at_idx").on(t.tenantId, t.at)],
 );
+
+/**
+ * Backfill batches applied to history (the stream actor's outbox entries): a batch's minute deltas are
+ * merged into the minute rows in the same transaction that records it here, so a retried flush merges
+ * nothing twice. Rows are kept BACKFILL_BATCH_DAYS (the cron deletes older ones; an actor retries a batch
+ * for at most a day).
+ */
+export const backfillBatches = pgTable(
+  "backfill_batches",
+  {
+    tenantId: text("tenant_id").notNull(),
+    stream: text("stream").notNull(),
+    batch: text("batch").notNull(),
+    appliedAt: timestamp("applied_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.stream, t.batch] }),
+    index("backfill_batches_applied_idx").on(t.appliedAt),
+  ],
+);

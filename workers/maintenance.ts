@@ -1,17 +1,24 @@
-/** The Worker's cron: partitions ahead, rollups (minutes → hours → days), retention. */
+/** The Worker's cron: partitions ahead, rollups (minutes → hours → days), retention of history and archive. */
 import { loadConfig } from "../core/config";
 import { historyEnabled, withDb } from "../db/client";
 import { applyRetention, ensurePartitions, rollup } from "../db/maintenance";
+import { pruneArchive } from "./archive-retention";
 
 export interface MaintenanceReport {
   hours: number;
   days: number;
   droppedPartitions: number;
+  /** Archive segments deleted past ARCHIVE_RETENTION_DAYS (null: no archive bound). */
+  segmentsDeleted: number | null;
 }
 
 export async function runMaintenance(env: Env, now = new Date()): Promise<MaintenanceReport | null> {
-  if (!historyEnabled(env)) return null;
   const config = loadConfig(env as unknown as Record<string, unknown>);
+  const segmentsDeleted = env.ARCHIVE
+    ? await pruneArchive(env.ARCHIVE, now.getTime(), config.ARCHIVE_RETENTION_DAYS)
+    : null;
+  if (!historyEnabled(env))
+    return segmentsDeleted === null ? null : { hours: 0, days: 0, droppedPartitions: 0, segmentsDeleted };
   return withDb(env, async (db) => {
     await ensurePartitions(db, now);
     const { hours, days } = await rollup(db);
@@ -20,6 +27,6 @@ export async function runMaintenance(env: Env, now = new Date()): Promise<Mainte
       hourDays: config.RETENTION_HOUR_DAYS,
       dayDays: config.RETENTION_DAY_DAYS,
     });
-    return { hours, days, droppedPartitions };
+    return { hours, days, droppedPartitions, segmentsDeleted };
   });
 }

@@ -34,8 +34,9 @@ import type { FlushError, FlushStatus } from "../../core/protocol";
 import { isoOrNull } from "../../core/time";
 import { minuteOf, secondOf } from "../../core/window";
 import { type Db, historyEnabled, openDb } from "../../db/client";
-import { type MinutePeriod, upsertAlertEvents, upsertMinutesMergingUsers } from "../../db/history";
+import { applyBackfill, type MinutePeriod, upsertAlertEvents, upsertMinutesMergingUsers } from "../../db/history";
 import type { Wakeable } from "../planner";
+import { Backfill, decodeMinutes } from "./backfill";
 import type { Dims } from "./dims";
 import type { Meta } from "./ingest";
 import type { Outbox, OutboxEntry } from "./outbox";
@@ -157,7 +158,12 @@ export class History implements Wakeable {
   nextWake(): number | null {
     if (!this.enabled) return null;
     let next = Number.POSITIVE_INFINITY;
-    for (const t of [this.outbox.nextDue("minute"), this.outbox.nextDue("dims"), this.outbox.nextDue("alert")]) {
+    for (const t of [
+      this.outbox.nextDue("minute"),
+      this.outbox.nextDue("dims"),
+      this.outbox.nextDue("alert"),
+      this.outbox.nextDue("backfill"),
+    ]) {
       if (t !== null) next = Math.min(next, t);
     }
     if (Number.isFinite(next)) next = Math.max(next, this.#flush.nextAt);
@@ -171,7 +177,20 @@ export class History implements Wakeable {
     const alerts = ready ? this.outbox.due("alert", now, FLUSH_BATCH) : [];
     // Dimension minutes hold up to thousands of rows each: a few per flush.
     const dims = ready ? this.outbox.due("dims", now, 5) : [];
-    if (minutes.length + alerts.length + dims.length > 0) await this.#write(minutes, alerts, dims);
+    // A backfill entry waits while a live minute it touches is owed: the live row's absolute write first.
+    const owed = new Set(
+      this.outbox
+        .byPrefix("minute", "")
+        .filter((e) => e.state === "pending")
+        .map((e) => Number(e.key)),
+    );
+    const backfills = ready
+      ? this.outbox
+          .due("backfill", now, 5)
+          .filter((e) => !Backfill.minutesOf(e.payload as ArrayBuffer).some((m) => owed.has(m)))
+      : [];
+    if (minutes.length + alerts.length + dims.length + backfills.length > 0)
+      await this.#write(minutes, alerts, dims, backfills);
     if (this.#db !== null && Date.now() - this.#dbUsedAt >= DB_IDLE_MS) await this.#closeDb();
   }
 
@@ -236,7 +255,12 @@ export class History implements Wakeable {
     if (conn) await within(conn.pool.end(), 1000, undefined);
   }
 
-  async #write(minutes: OutboxEntry[], alerts: OutboxEntry[], dims: OutboxEntry[]): Promise<void> {
+  async #write(
+    minutes: OutboxEntry[],
+    alerts: OutboxEntry[],
+    dims: OutboxEntry[],
+    backfills: OutboxEntry[],
+  ): Promise<void> {
     const meta = this.meta();
     if (meta === null) {
       // Cannot happen (entries are written with the stream's meta), but never spin the alarm on it.
@@ -266,6 +290,9 @@ export class History implements Wakeable {
         (async () => {
           if (rows.length) await upsertMinutesMergingUsers(db, meta.tenant, meta.stream, rows);
           if (dims.length) await this.dims().flush(db, meta, dims);
+          for (const e of backfills) {
+            await applyBackfill(db, meta.tenant, meta.stream, e.key, decodeMinutes(e.payload as ArrayBuffer));
+          }
           if (events.length) {
             await upsertAlertEvents(
               db,
@@ -300,6 +327,7 @@ export class History implements Wakeable {
       }
       for (const x of events) this.outbox.done(x.entry, now, false);
       for (const e of dims) this.outbox.done(e, now, false);
+      for (const e of backfills) this.outbox.done(e, now, false);
     });
     this.#flush.failures = 0;
     this.#flush.nextAt = 0;

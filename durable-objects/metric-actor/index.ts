@@ -14,13 +14,21 @@ import { DurableObject } from "cloudflare:workers";
 import type { AlertRule } from "../../core/alerts";
 import { type Config, loadConfig } from "../../core/config";
 import { type AlertEvent, HEARTBEAT } from "../../core/live";
-import type { FlushStatus, IngestRequest, IngestResult, StreamSnapshot } from "../../core/protocol";
+import {
+  type FlushStatus,
+  type IngestRequest,
+  type IngestResult,
+  type StreamSnapshot,
+  unavailable,
+} from "../../core/protocol";
 import type { ScalingStatus } from "../../core/shards";
 import { isoOrNull, isoTime } from "../../core/time";
 import { expiryCutoff, minuteOf, secondOf, WINDOW_NAMES, WINDOWS, type WindowName } from "../../core/window";
 import type { MinutePeriod } from "../../db/history";
 import { type Wakeable, WakePlanner } from "../planner";
 import { Alerts, type RuleStatus } from "./alerts";
+import { Archive } from "./archive";
+import { BACKFILL_MAX_PENDING_BATCHES, Backfill } from "./backfill";
 import { type BreakdownFigures, type DimRow, Dims } from "./dims";
 import { History } from "./history";
 import { Ingest, type Meta } from "./ingest";
@@ -77,6 +85,8 @@ export interface Parts {
   webhooks: Webhooks;
   dims: Dims;
   scaling: Scaling;
+  archive: Archive;
+  backfill: Backfill;
 }
 
 /**
@@ -133,6 +143,7 @@ export class MetricActor extends DurableObject<Env> {
       this.parts.webhooks,
       this.parts.history,
       this.parts.scaling,
+      this.parts.archive,
     ])
       this.#planner.add(p);
     ctx.blockConcurrencyWhile(async () => {
@@ -165,11 +176,14 @@ export class MetricActor extends DurableObject<Env> {
     );
     const alerts: Alerts = new Alerts(sql, storage, store, outbox, history, live, meta);
     const webhooks = new Webhooks(this.env, storage, outbox, history, meta);
+    const archive = new Archive(this.env, this.config, sql, storage, meta);
+    const backfill = new Backfill(this.config, sql, storage, outbox, archive, Boolean(this.env.DATABASE_URL));
     const ingest: Ingest = new Ingest(sql, storage, this.config, store, {
       applyDims: (events) => dims.apply(events),
-      inTransaction: (changed, dimsResult) => {
+      inTransaction: (changed, dimsResult, admitted, m, now) => {
         dims.persist(dimsResult);
-        history.markMinutes(changed.minutes, Date.now());
+        history.markMinutes(changed.minutes, now);
+        archive.append(m.stream, admitted, now);
       },
       committed: (admitted, now) => {
         live.committed(admitted, now);
@@ -178,7 +192,7 @@ export class MetricActor extends DurableObject<Env> {
       },
       reload: () => this.#reset(),
     });
-    return { storage, sql, outbox, store, history, live, alerts, webhooks, ingest, dims, scaling };
+    return { storage, sql, outbox, store, history, live, alerts, webhooks, ingest, dims, scaling, archive, backfill };
   }
 
   #load(): void {
@@ -190,6 +204,8 @@ export class MetricActor extends DurableObject<Env> {
     p.alerts.load();
     p.live.load(Date.now());
     p.scaling.load();
+    p.archive.load(Date.now());
+    p.backfill.load();
   }
 
   /**
@@ -215,6 +231,8 @@ export class MetricActor extends DurableObject<Env> {
   async ingest(req: IngestRequest): Promise<IngestResult> {
     const scaling = this.parts.scaling;
     this.#recordLoad(1);
+    // An R2 outage has filled the archive log: refuse rather than acknowledge what could not be archived.
+    if (this.parts.archive.full()) return { ...unavailable(req), shards: scaling.shards };
     const result = await this.parts.ingest.ingest(req);
     return { ...result, shards: scaling.shards };
   }
@@ -225,8 +243,47 @@ export class MetricActor extends DurableObject<Env> {
    */
   async ingestRelayed(reqs: IngestRequest[]): Promise<{ results: IngestResult[]; shards: number }> {
     this.#recordLoad(reqs.length, reqs[0]?.shard);
+    if (this.parts.archive.full()) return { results: reqs.map(unavailable), shards: this.parts.scaling.shards };
     const results = await Promise.all(reqs.map((r) => this.parts.ingest.ingest(r)));
     return { results, shards: this.parts.scaling.shards };
+  }
+
+  /**
+   * The backfill path (backfill.ts): events young enough for the live windows go through the live path
+   * as usual; older ones into history and the archive only. One receipt for both, in the request's order.
+   */
+  async backfill(req: IngestRequest): Promise<IngestResult> {
+    const p = this.parts;
+    // Bounds: the archive log, and backfill batches waiting for PostgreSQL (an outage): refuse, never lose.
+    if (p.archive.full() || p.outbox.pendingCount("backfill") >= BACKFILL_MAX_PENDING_BATCHES) return unavailable(req);
+    const now = Date.now();
+    const liveFrom = now - this.config.ALLOWED_LATENESS_MS;
+    const young: number[] = [];
+    const old: number[] = [];
+    req.events.forEach((e, i) => {
+      (e.ts >= liveFrom ? young : old).push(i);
+    });
+    const meta = p.ingest.ensureMeta(req.tenant, req.stream);
+    const b = p.backfill.admit(
+      old.map((i) => req.events[i]),
+      meta,
+      now,
+      () => p.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(meta)),
+    );
+    const result: IngestResult = {
+      accepted: b.accepted,
+      duplicates: b.duplicates,
+      rejected: b.rejected.map((r) => ({ i: old[r.i], code: r.code })),
+    };
+    if (young.length > 0) {
+      const l = await p.ingest.ingest({ ...req, events: young.map((i) => req.events[i]) });
+      result.accepted += l.accepted;
+      result.duplicates += l.duplicates;
+      result.rejected.push(...l.rejected.map((r) => ({ i: young[r.i], code: r.code })));
+      result.rejected.sort((a, z) => a.i - z.i);
+    }
+    await this.#planner.arm();
+    return { ...result, shards: p.scaling.shards };
   }
 
   #recordLoad(requests: number, shard?: number): void {
@@ -250,6 +307,7 @@ export class MetricActor extends DurableObject<Env> {
       last_event_at: isoOrNull(meta.lastEventAt),
       history: this.parts.history.status(now),
       scaling: this.parts.scaling.status(now),
+      archive: this.parts.archive.status(),
     };
   }
 

@@ -36,8 +36,11 @@ export function emptyMeta(tenant: string, stream: string): Meta {
 export interface IngestHooks {
   /** Before the commit's transaction: apply the admitted events to the dimension state (in memory). */
   applyDims(events: WindowEvent[]): DimApplyResult;
-  /** Inside the commit's transaction, after the windows were persisted: persist dimensions, record what history owes. */
-  inTransaction(changed: ApplyResult, dims: DimApplyResult): void;
+  /**
+   * Inside the commit's transaction, after the windows were persisted: persist dimensions, record what
+   * history owes, append the admitted events to the archive log.
+   */
+  inTransaction(changed: ApplyResult, dims: DimApplyResult, admitted: StreamEvent[], meta: Meta, now: number): void;
   /** After the commit: the stream's events are durable. */
   committed(admitted: number, now: number): void;
   /** Storage refused a write: reload everything from storage. */
@@ -155,7 +158,7 @@ export class Ingest {
     };
     this.storage.transactionSync(() => {
       this.store.persistApply(changed);
-      this.hooks.inTransaction(changed, dims);
+      this.hooks.inTransaction(changed, dims, admitted, next, now);
       for (const id of newIds) this.sql.exec("INSERT OR REPLACE INTO dedup (id, seen) VALUES (?, ?)", id, now);
       this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(next));
     });

@@ -11,9 +11,9 @@
  *
  * Topics: "minute" (a history row), "dims" (a minute's dimension rows),
  * "alert" (an alert transition's PostgreSQL row), "webhook" (one delivery
- * of a transition to one target).
+ * of a transition to one target), "backfill" (minute deltas of backfilled events, backfill.ts).
  */
-export type Topic = "minute" | "dims" | "alert" | "webhook";
+export type Topic = "minute" | "dims" | "alert" | "webhook" | "backfill";
 export type EntryState = "pending" | "done" | "failed";
 
 export interface OutboxEntry {

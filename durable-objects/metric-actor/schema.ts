@@ -32,4 +32,10 @@ export const SCHEMA = [
      due INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, done_at INTEGER,
      payload BLOB, PRIMARY KEY (topic, key)) WITHOUT ROWID`,
   "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, due)",
+  // The raw archive (archive.ts): accepted events waiting for R2, one row per commit and event hour, and
+  // the segments a flush is writing (left behind by a crash, redone as they are).
+  "CREATE TABLE IF NOT EXISTS archive_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, hour INTEGER NOT NULL, count INTEGER NOT NULL, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL, lines TEXT NOT NULL)",
+  // Ids of backfilled events (backfill.ts), kept up to BACKFILL_MAX_IDS so a repeated backfill counts nothing twice.
+  "CREATE TABLE IF NOT EXISTS backfill_ids (id TEXT PRIMARY KEY) WITHOUT ROWID",
+  "CREATE TABLE IF NOT EXISTS archive_plan (key TEXT PRIMARY KEY, hour INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL)",
 ];

@@ -92,7 +92,7 @@ export class BrowserClient extends Client {
       this.store(events);
       return;
     }
-    const url = `${this.url}?key=${encodeURIComponent(this.key)}`;
+    const url = `${this.url}${this.url.includes("?") ? "&" : "?"}key=${encodeURIComponent(this.key)}`;
     for (const batch of toBatches(events, this.options.maxBatchEvents, BEACON_MAX_BYTES)) {
       const body = batch.map((e) => JSON.stringify(e)).join("\n");
       this.totals.requests++;

@@ -21,6 +21,11 @@ export interface ClientOptions {
   endpoint: string;
   /** An ingest key (`ep_ingest_…`). */
   key: string;
+  /**
+   * `backfill`: post with `?mode=backfill`, so events older than the live windows (up to 400 days) go
+   * into history and the archive instead of being refused as too late. Default: the live path.
+   */
+  mode?: "live" | "backfill";
   /** Most events per request. Default 1000 (server) / 50 (browser); 1–10,000. Keep ≤ the collector's MAX_EVENTS_PER_BATCH. */
   maxBatchEvents?: number;
   /** Most bytes of JSON per request, before gzip. Default 1,048,576; 1,024–16,777,216. Keep ≤ MAX_BODY_BYTES. */
@@ -126,7 +131,7 @@ export class Client {
 
   constructor(opts: ClientOptions, defaults: Defaults) {
     if (!opts?.endpoint || !opts.key) throw new TypeError("edgepulse: endpoint and key are required");
-    this.url = `${opts.endpoint.replace(/\/+$/, "")}/v1/events`;
+    this.url = `${opts.endpoint.replace(/\/+$/, "")}/v1/events${opts.mode === "backfill" ? "?mode=backfill" : ""}`;
     this.key = opts.key;
     this.options = {
       maxBatchEvents: clamp(opts.maxBatchEvents, defaults.maxBatchEvents, 1, SERVER_MAX_EVENTS_MAX),

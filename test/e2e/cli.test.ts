@@ -198,17 +198,20 @@ describe("edgepulse import", () => {
       JSON.stringify({ name: "cli.mixed", value: "x" }),
       "",
       JSON.stringify({ name: "bad name!", value: 2 }),
-      JSON.stringify({ name: "cli.mixed", value: 3, ts: Date.now() - 3 * 3_600_000 }),
+      // Older than the backfill path takes (400 days): too late even there.
+      JSON.stringify({ name: "cli.mixed", value: 3, ts: Date.now() - 500 * 86_400_000 }),
       JSON.stringify({ name: "cli.mixed", value: 4, colour: "red" }),
       JSON.stringify([1, 2]),
       JSON.stringify({ name: "cli.mixed", value: 5 }),
+      // Three hours old: past the live windows, so imported on the backfill path (history and archive).
+      JSON.stringify({ name: "cli.mixed", value: 6, ts: Date.now() - 3 * 3_600_000 }),
     ];
     writeFileSync(file, `${lines.join("\n")}\n`);
     const { code, summary } = await importJson(file);
     expect(code).toBe(5);
     expect(summary).toMatchObject({
-      records: 8,
-      accepted: 2,
+      records: 9,
+      accepted: 3,
       rejected: 6,
       rejected_file: `${file}.rejected.ndjson`,
       rejected_by_code: {

@@ -81,6 +81,21 @@ interface Call {
  * its events map to: events with an id by a hash of the id (a retry reaches the same shard), the
  * others in turn. Rejections the collector counted for a stream travel with its first call.
  */
+/** Backfill (?mode=backfill): one call per stream to its primary, which sends old events to history only. */
+function backfillCalls(env: Env, tenant: string, streams: Map<string, StreamBatch>): Call[] {
+  return [...streams].map(([name, b]) => ({
+    key: `${tenant}/${name}`,
+    indices: b.indices,
+    send: () =>
+      actor(env, tenant, name).backfill({
+        tenant,
+        stream: name,
+        events: b.events,
+        invalid: b.invalid,
+      }) as Promise<IngestResult>,
+  }));
+}
+
 function route(env: Env, tenant: string, streams: Map<string, StreamBatch>, now: number, ttl: number): Call[] {
   const calls: Call[] = [];
   for (const [name, b] of streams) {
@@ -259,15 +274,18 @@ collector.post(
     }
 
     const mode = c.req.query("mode");
-    if (mode !== undefined && mode !== "queued" && mode !== "direct") {
+    if (mode !== undefined && mode !== "queued" && mode !== "direct" && mode !== "backfill") {
       throw new ApiError(
         "invalid_request",
-        `mode must be 'direct' (the default) or 'queued'; got '${mode.slice(0, 32)}'.`,
+        `mode must be 'direct' (the default), 'queued' or 'backfill'; got '${mode.slice(0, 32)}'.`,
       );
     }
     if (mode === "queued") return queuedReply(c.env, tenantId, streams, rejected, items.length, now);
 
-    const calls = route(c.env, tenantId, streams, now, config.SHARD_CACHE_MS);
+    const calls =
+      mode === "backfill"
+        ? backfillCalls(c.env, tenantId, streams)
+        : route(c.env, tenantId, streams, now, config.SHARD_CACHE_MS);
     const results = await Promise.allSettled(calls.map((call) => call.send()));
 
     const receipt: Receipt = { accepted: 0, duplicates: 0, rejected };

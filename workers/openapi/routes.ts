@@ -39,6 +39,7 @@ export const TAGS = {
   Tenant: "The tenant's usage and limits.",
   Operator: "Tenants, their keys and limits (the operator token, ADMIN_TOKEN).",
   Integrations: "Prometheus scrapes and rule files.",
+  Archive: "The raw archive: every accepted event, kept in R2.",
   Service: "Health, version and this description.",
 } as const;
 export type Tag = keyof typeof TAGS;
@@ -210,9 +211,11 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     },
     query: {
       mode: z
-        .enum(["direct", "queued"])
+        .enum(["direct", "queued", "backfill"])
         .optional()
-        .describe("`queued`: put the events in the ingest queue and answer 202 at once (counted once applied)."),
+        .describe(
+          "`queued`: put the events in the ingest queue and answer 202 at once (counted once applied). `backfill`: events older than the live windows (up to 400 days) go into history and the archive, never the live windows; ids dedup across backfills.",
+        ),
     },
     responses: {
       200: { description: "Every event is accounted for: accepted, duplicate or rejected.", json: R.Receipt },
@@ -364,6 +367,40 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
       },
     },
     errors: ["invalid_request"],
+  },
+  "GET /v1/archive": {
+    operationId: "listArchive",
+    tag: "Archive",
+    summary: "The manifest of the raw archive's segments",
+    description:
+      "Segments overlapping [from, to) (event time; default the last 24 h), one R2 listing page at a time (`next_cursor`).",
+    query: {
+      stream: z.string().optional().describe("One stream; omitted: every stream of the tenant."),
+      from: z.string().optional().describe("Epoch ms or ISO-8601; default: 24 h before `to`."),
+      to: z.string().optional().describe("Epoch ms or ISO-8601; default: now."),
+      limit: z.int().min(1).max(1000).default(100).describe("Objects listed per page (before the range filter)."),
+      cursor: z.string().optional(),
+    },
+    responses: { 200: { description: "A page of the manifest.", json: R.SegmentList } },
+    errors: ["invalid_stream_name", "invalid_range", "invalid_request", "archive_disabled"],
+  },
+  "GET /v1/archive/export": {
+    operationId: "exportArchive",
+    tag: "Archive",
+    summary: "A stream's archived events over a range, as NDJSON",
+    description: "Streamed segment by segment; at most 31 days and 10,000 segments per export.",
+    query: {
+      stream: z.string().describe("The stream to export."),
+      from: z.string().optional().describe("Epoch ms or ISO-8601; default: 24 h before `to`."),
+      to: z.string().optional().describe("Epoch ms or ISO-8601; default: now."),
+    },
+    responses: {
+      200: {
+        description: "One event per line, in the ingest API's shape.",
+        content: { "application/x-ndjson": z.string() },
+      },
+    },
+    errors: ["invalid_stream_name", "invalid_range", "range_too_large", "invalid_request", "archive_disabled"],
   },
   "GET /v1/metrics": {
     operationId: "metrics",

@@ -59,6 +59,8 @@ export interface ImportOptions extends SourceOptions {
   batchBytes?: number;
   concurrency?: number;
   gzip?: boolean;
+  /** false: post on the live path only (old events are then refused as too late). Default true: backfill. */
+  backfill?: boolean;
   progress: ProgressMode;
   progressIntervalMs?: number;
 }
@@ -197,6 +199,9 @@ export async function runImport(
     concurrency,
     maxRetries: 10,
     gzip: o.gzip ?? true,
+    // Backfill mode: events older than the live windows go into history and the archive (young ones go
+    // live as usual), so importing last month's file works; ids dedup across re-runs either way.
+    mode: o.backfill === false ? "live" : "backfill",
   });
   const progress = createProgress(o.progress, src.size, o.progressIntervalMs ?? 1000);
   const started = performance.now();

@@ -89,6 +89,7 @@ export function createProgram(actions: Actions, output?: OutputConfiguration): C
     .option("--batch-bytes <n>", "bytes of JSON per request (≤ MAX_BODY_BYTES)", int(1024, 16_777_216), 1_048_576)
     .option("--concurrency <n>", "requests in flight", int(1, 64), 4)
     .option("--no-gzip", "send request bodies uncompressed")
+    .option("--no-backfill", "live path only: events older than the live windows are refused (too_late)")
     .option(
       "--progress-interval <ms>",
       "without a terminal: ms between progress lines (0: every batch)",
@@ -118,6 +119,7 @@ export function createProgram(actions: Actions, output?: OutputConfiguration): C
           batchBytes: o.batchBytes,
           concurrency: o.concurrency,
           gzip: o.gzip,
+          backfill: o.backfill,
           progress,
           progressIntervalMs: o.progressInterval,
         },

@@ -1,0 +1,172 @@
+/**
+ * The raw archive's format, declared once: every accepted event as one NDJSON line in the shape the
+ * ingest API accepts (so a segment can be imported or replayed as it is), gzipped into segments under
+ *
+ *   raw/<tenant>/<stream>/<YYYY-MM-DD>/<HH>/<first seq>-<last seq>.ndjson.gz
+ *
+ * partitioned by the events' own time (UTC date and hour). `seq` numbers the stream actor's archive log:
+ * a segment is the log's rows of one hour between two seqs, so writing it again after a crash produces
+ * the same key and the same bytes (the archive holds each acknowledged event once). Each object carries
+ * its manifest entry as custom metadata: event count, event-time range, SHA-256 of the object, seqs.
+ */
+import { CodedError } from "./errors.ts";
+import { parseTimestamp, type StreamEvent } from "./event.ts";
+
+export const ARCHIVE_ROOT = "raw";
+/** Most events in one segment (a segment is at most ~5 MB of NDJSON before gzip). */
+export const SEGMENT_MAX_EVENTS = 20_000;
+const HOUR_MS = 3_600_000;
+const SEQ_DIGITS = 12;
+
+export const hourOf = (ts: number): number => Math.floor(ts / HOUR_MS);
+
+const pad = (n: number) => String(n).padStart(SEQ_DIGITS, "0");
+
+/** `raw/<tenant>/<stream>/` (or `raw/<tenant>/` without a stream). */
+export function archivePrefix(tenant: string, stream?: string): string {
+  return stream === undefined ? `${ARCHIVE_ROOT}/${tenant}/` : `${ARCHIVE_ROOT}/${tenant}/${stream}/`;
+}
+
+/** The UTC date (YYYY-MM-DD) and hour (HH) of an hour number. */
+export function datePartOf(hour: number): { date: string; hh: string } {
+  const iso = new Date(hour * HOUR_MS).toISOString();
+  return { date: iso.slice(0, 10), hh: iso.slice(11, 13) };
+}
+
+export function segmentKey(tenant: string, stream: string, hour: number, firstSeq: number, lastSeq: number): string {
+  const { date, hh } = datePartOf(hour);
+  return `${archivePrefix(tenant, stream)}${date}/${hh}/${pad(firstSeq)}-${pad(lastSeq)}.ndjson.gz`;
+}
+
+export interface SegmentKeyParts {
+  tenant: string;
+  stream: string;
+  /** Start of the segment's hour, epoch ms. */
+  hourStart: number;
+  firstSeq: number;
+  lastSeq: number;
+}
+
+const KEY = /^raw\/([^/]+)\/([^/]+)\/(\d{4}-\d{2}-\d{2})\/(\d{2})\/(\d+)-(\d+)\.ndjson\.gz$/;
+
+export function parseSegmentKey(key: string): SegmentKeyParts | null {
+  const m = KEY.exec(key);
+  if (!m) return null;
+  const hourStart = Date.parse(`${m[3]}T${m[4]}:00:00Z`);
+  if (Number.isNaN(hourStart)) return null;
+  return { tenant: m[1], stream: m[2], hourStart, firstSeq: Number(m[5]), lastSeq: Number(m[6]) };
+}
+
+/** One archived event: the fields the ingest API takes, `ts` in epoch ms. */
+export function archiveLine(stream: string, e: StreamEvent): string {
+  const line: Record<string, unknown> = { name: stream, ts: e.ts };
+  if (e.id !== undefined) line.id = e.id;
+  if (e.value !== undefined) line.value = e.value;
+  if (e.user !== undefined) line.user = e.user;
+  if (e.dims !== undefined) line.dims = e.dims;
+  return JSON.stringify(line);
+}
+
+/** A segment's manifest entry, as stored in the object's custom metadata (strings) and listed by the API. */
+export interface SegmentManifest {
+  key: string;
+  stream: string;
+  /** Events in the segment. */
+  count: number;
+  /** Event-time range of its events, epoch ms (inclusive). */
+  from_ts: number;
+  to_ts: number;
+  /** Hex SHA-256 of the object's bytes. */
+  sha256: string;
+  bytes: number;
+}
+
+export function manifestMetadata(m: Omit<SegmentManifest, "key" | "stream" | "bytes">): Record<string, string> {
+  return { count: String(m.count), from_ts: String(m.from_ts), to_ts: String(m.to_ts), sha256: m.sha256 };
+}
+
+export function manifestOf(
+  key: string,
+  size: number,
+  meta: Record<string, string> | undefined,
+): SegmentManifest | null {
+  const parts = parseSegmentKey(key);
+  if (!parts || !meta) return null;
+  return {
+    key,
+    stream: parts.stream,
+    count: Number(meta.count),
+    from_ts: Number(meta.from_ts),
+    to_ts: Number(meta.to_ts),
+    sha256: meta.sha256 ?? "",
+    bytes: size,
+  };
+}
+
+async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+export function gzip(text: string): Promise<Uint8Array> {
+  return collect(new Blob([text]).stream().pipeThrough(new CompressionStream("gzip")));
+}
+
+export async function gunzip(bytes: Uint8Array | ArrayBuffer): Promise<string> {
+  return new TextDecoder().decode(
+    await collect(new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream("gzip"))),
+  );
+}
+
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Longest range one export reads. */
+export const EXPORT_MAX_SPAN_MS = 31 * 86_400_000;
+/** Most segments one export reads. */
+export const EXPORT_MAX_SEGMENTS = 10_000;
+
+/** A [from, to) range of event time for the archive API: epoch ms or ISO-8601; defaults to the last 24 h. */
+export function parseArchiveRange(
+  rawFrom: string | undefined,
+  rawTo: string | undefined,
+  now: number,
+  maxSpanMs: number,
+): { from: number; to: number } {
+  const time = (raw: string | undefined, name: string, fallback: number): number => {
+    if (raw === undefined || raw === "") return fallback;
+    const t = parseTimestamp(/^\d+$/.test(raw) ? Number(raw) : raw);
+    if (t === undefined) {
+      throw new CodedError(
+        "invalid_range",
+        `${name} must be epoch milliseconds or ISO-8601 with a zone; got '${raw.slice(0, 40)}'.`,
+      );
+    }
+    return t;
+  };
+  const to = time(rawTo, "to", now + 1);
+  const from = time(rawFrom, "from", to - 86_400_000);
+  if (from >= to) throw new CodedError("invalid_range", "from must be before to.");
+  if (to - from > maxSpanMs) {
+    throw new CodedError(
+      "range_too_large",
+      `The range spans ${Math.ceil((to - from) / 86_400_000)} days; the limit is ${Math.floor(maxSpanMs / 86_400_000)}. Export it in parts.`,
+    );
+  }
+  return { from, to };
+}
+
+/** The UTC dates (YYYY-MM-DD) a range touches, oldest first. */
+export function datesOf(from: number, to: number): string[] {
+  const out: string[] = [];
+  for (let d = Math.floor(from / 86_400_000); d * 86_400_000 < to; d++) {
+    out.push(new Date(d * 86_400_000).toISOString().slice(0, 10));
+  }
+  return out;
+}
+
+/** The UTC date (YYYY-MM-DD) before which segments are past a retention of `days`. */
+export function retentionCutoff(now: number, days: number): string {
+  return new Date(now - days * 86_400_000).toISOString().slice(0, 10);
+}

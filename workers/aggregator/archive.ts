@@ -1,0 +1,127 @@
+/**
+ * The raw archive's API (core/archive.ts): the manifest of a tenant's segments, straight from R2's listing
+ * (each object carries its manifest entry as custom metadata), and an export of a stream's events over a
+ * time range as NDJSON, streamed segment by segment. Read keys; the caller's tenant only (every key is
+ * under raw/<tenant>/), prefix-limited credentials only their streams.
+ */
+import { Hono } from "hono";
+import {
+  archivePrefix,
+  datesOf,
+  EXPORT_MAX_SEGMENTS,
+  EXPORT_MAX_SPAN_MS,
+  gunzip,
+  manifestOf,
+  parseArchiveRange,
+  type SegmentManifest,
+} from "../../core/archive";
+import { isStreamName } from "../../core/event";
+import { streamAllowed } from "../../core/keys";
+import { assertStream, requireKey } from "../lib/auth";
+import { ApiError } from "../lib/errors";
+import type { AppEnv } from "../lib/types";
+import { onlyParams } from "../lib/validate";
+
+export const archive = new Hono<AppEnv>();
+
+/** Segments per page of the manifest (R2 lists at most 1,000 keys a call). */
+export const MANIFEST_PAGE = { default: 100, max: 1000 } as const;
+
+function bucket(env: Env): R2Bucket {
+  if (!env.ARCHIVE) throw new ApiError("archive_disabled");
+  return env.ARCHIVE;
+}
+
+function streamParam(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!isStreamName(raw)) throw new ApiError("invalid_stream_name");
+  return raw;
+}
+
+/** The objects of one date folder of one stream, in key order (segments of an hour in log order). */
+async function* segmentsOn(b: R2Bucket, prefix: string): AsyncGenerator<R2Object> {
+  let cursor: string | undefined;
+  do {
+    const page = await b.list({ prefix, cursor, limit: 1000, include: ["customMetadata"] });
+    yield* page.objects;
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+}
+
+archive.get("/v1/archive", requireKey("read"), onlyParams("stream", "from", "to", "limit", "cursor"), async (c) => {
+  const grant = c.get("grant");
+  const stream = streamParam(c.req.query("stream"));
+  if (stream !== undefined) assertStream(grant, stream);
+  const { from, to } = parseArchiveRange(c.req.query("from"), c.req.query("to"), Date.now(), 400 * 86_400_000);
+  const rawLimit = c.req.query("limit");
+  const limit = rawLimit === undefined ? MANIFEST_PAGE.default : Number(rawLimit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MANIFEST_PAGE.max) {
+    throw new ApiError("invalid_request", `limit must be an integer from 1 to ${MANIFEST_PAGE.max}.`);
+  }
+  const prefix = archivePrefix(grant.tenantId, stream);
+  const b = bucket(c.env);
+  // One listing page; segments outside the range or the credential's prefixes are left out of it.
+  const page = await b.list({
+    prefix,
+    cursor: c.req.query("cursor") || undefined,
+    limit,
+    include: ["customMetadata"],
+  });
+  const segments = page.objects
+    .map((o) => manifestOf(o.key, o.size, o.customMetadata))
+    .filter((m): m is SegmentManifest => m !== null && m.to_ts >= from && m.from_ts < to)
+    .filter((m) => streamAllowed(grant, m.stream));
+  return c.json({
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    segments,
+    next_cursor: page.truncated ? page.cursor : null,
+  });
+});
+
+archive.get("/v1/archive/export", requireKey("read"), onlyParams("stream", "from", "to"), async (c) => {
+  const grant = c.get("grant");
+  const stream = streamParam(c.req.query("stream"));
+  if (stream === undefined) throw new ApiError("invalid_request", "stream: name the stream to export.");
+  assertStream(grant, stream);
+  const { from, to } = parseArchiveRange(c.req.query("from"), c.req.query("to"), Date.now(), EXPORT_MAX_SPAN_MS);
+  const b = bucket(c.env);
+  const prefix = archivePrefix(grant.tenantId, stream);
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const out = writable.getWriter();
+  const enc = new TextEncoder();
+  const pump = async () => {
+    let segments = 0;
+    try {
+      for (const date of datesOf(from, to)) {
+        for await (const o of segmentsOn(b, `${prefix}${date}/`)) {
+          const m = manifestOf(o.key, o.size, o.customMetadata);
+          if (m === null || m.to_ts < from || m.from_ts >= to) continue;
+          if (++segments > EXPORT_MAX_SEGMENTS) throw new Error(`more than ${EXPORT_MAX_SEGMENTS} segments`);
+          const body = await b.get(o.key);
+          if (body === null) continue; // removed by retention meanwhile
+          const lines = (await gunzip(await body.arrayBuffer())).split("\n").filter((l) => l.length > 0);
+          const whole = m.from_ts >= from && m.to_ts < to;
+          const kept = whole ? lines : lines.filter((l) => inRange(l, from, to));
+          if (kept.length > 0) await out.write(enc.encode(`${kept.join("\n")}\n`));
+        }
+      }
+      await out.close();
+    } catch (err) {
+      // The status line is sent: a broken export ends without its final newline-terminated line set.
+      console.error(`edgepulse: archive export failed: ${(err as Error).message}`);
+      await out.abort(err);
+    }
+  };
+  c.executionCtx.waitUntil(pump());
+  return c.body(readable, 200, {
+    "content-type": "application/x-ndjson; charset=utf-8",
+    "content-disposition": `attachment; filename="${stream}-${new Date(from).toISOString().slice(0, 10)}.ndjson"`,
+    "cache-control": "no-store",
+  });
+});
+
+function inRange(line: string, from: number, to: number): boolean {
+  const ts = (JSON.parse(line) as { ts: number }).ts;
+  return ts >= from && ts < to;
+}
