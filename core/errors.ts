@@ -67,6 +67,7 @@ export const ERRORS = {
   upgrade_required: { status: 426, message: "This endpoint is a WebSocket: connect with Upgrade: websocket." },
   history_disabled: { status: 503, message: "History is off: set DATABASE_URL to a PostgreSQL (Neon) database." },
   archive_disabled: { status: 503, message: "The raw archive is off: bind an R2 bucket as ARCHIVE in wrangler.toml." },
+  replay_running: { status: 409, message: "A replay of this stream is running; wait for it to finish." },
   invalid_step: { status: 400, message: "step must be one of 1m, 1h, 1d." },
   invalid_range: { status: 400, message: "from and to must be timestamps with from before to." },
   range_too_large: { status: 400, message: "The range holds too many steps; use a coarser step or a shorter range." },

@@ -171,6 +171,23 @@ export const SegmentList = z
   .object({ from: Time, to: Time, segments: z.array(Segment), next_cursor: z.string().nullable() })
   .meta({ id: "ArchiveSegmentList", description: "A page of the archive's manifest." });
 
+export const ReplayStatus = z
+  .object({
+    id: z.string(),
+    from: Time,
+    to: Time,
+    replaced_until: Time.describe("Minutes from here on are left to live ingest."),
+    state: z.enum(["waiting", "listing", "reading", "writing", "done", "failed"]),
+    segments_total: z.int().min(0),
+    segments_done: z.int().min(0),
+    events_read: z.int().min(0),
+    minutes_written: z.int().min(0),
+    started_at: Time,
+    finished_at: timeOrNull,
+    error: z.string().nullable(),
+  })
+  .meta({ id: "ReplayStatus", description: "A replay of a stream's history from the archive, and its progress." });
+
 export const StreamSnapshot = z
   .object({
     stream: z.string(),

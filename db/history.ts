@@ -275,6 +275,51 @@ export async function applyBackfill(
   });
 }
 
+/**
+ * A replay's swap: the stream's minute rows over [from, to) become exactly `rows`, in one transaction
+ * (readers see the old rows or the new, never a mix). Hour and day rows wholly inside the range that no
+ * longer have a minute are deleted; the others are redone by the next rollup (their minutes' updated_at).
+ */
+export async function replaceMinutes(
+  db: Db,
+  tenantId: string,
+  stream: string,
+  from: number,
+  to: number,
+  rows: MinutePeriod[],
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    const t = tx as unknown as Db;
+    for (const table of ["metrics_minute", "metrics_hour", "metrics_day"]) {
+      await tx.execute(sql`SELECT edgepulse_ensure_partitions(${table}, ${new Date(from)}, ${new Date(to)})`);
+    }
+    const scope = (table: AggregateTable, lo: number, hi: number) =>
+      and(
+        eq(table.tenantId, tenantId),
+        eq(table.stream, stream),
+        gte(table.bucket, new Date(lo)),
+        lt(table.bucket, new Date(hi)),
+      );
+    await tx.delete(metricsMinute).where(scope(metricsMinute, from, to));
+    await upsertPeriods(
+      t,
+      metricsMinute,
+      rows.map((r) => ({ tenantId, stream, bucket: new Date(r.bucket), aggregate: r.aggregate, hll: r.hll })),
+    );
+    for (const [table, size] of [
+      [metricsHour, 3_600_000],
+      [metricsDay, 86_400_000],
+    ] as const) {
+      const lo = Math.ceil(from / size) * size;
+      const hi = Math.floor(to / size) * size;
+      for (let p = lo; p < hi; p += size) {
+        if (!rows.some((r) => r.bucket >= p && r.bucket < p + size))
+          await tx.delete(table).where(scope(table, p, p + size));
+      }
+    }
+  });
+}
+
 /** Alert transitions with their webhook deliveries; a repeated write updates the deliveries. */
 export async function upsertAlertEvents(
   db: Db,

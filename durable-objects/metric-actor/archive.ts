@@ -63,6 +63,8 @@ export class Archive implements Wakeable {
     readonly sql: SqlStorage,
     readonly storage: DurableObjectStorage,
     readonly meta: () => Meta | null,
+    /** True while a replay holds the archive's log where it is (replay.ts). */
+    readonly held: () => boolean = () => false,
   ) {
     this.enabled = env.ARCHIVE !== undefined;
     this.put = (key, body, options) => (env.ARCHIVE as R2Bucket).put(key, body, options);
@@ -116,6 +118,10 @@ export class Archive implements Wakeable {
 
   async wake(now: number): Promise<void> {
     if (now < this.#nextAt) return;
+    if (this.held()) {
+      this.#dueAt = now + 1000;
+      return;
+    }
     this.#dueAt = null;
     const meta = this.meta();
     if (meta === null) return;
@@ -211,6 +217,12 @@ export class Archive implements Wakeable {
     this.storage.transactionSync(() => {
       this.sql.exec("DELETE FROM archive_log WHERE hour = ? AND seq BETWEEN ? AND ?", p.hour, p.first_seq, p.last_seq);
       this.sql.exec("DELETE FROM archive_plan WHERE key = ?", p.key);
+      // The highest seq in a segment: with the log's own seqs, where a replay's cut lies (replay.ts).
+      this.sql.exec(
+        `INSERT INTO meta (k, v) VALUES ('archive_seq', ?)
+         ON CONFLICT (k) DO UPDATE SET v = max(CAST(v AS INTEGER), CAST(excluded.v AS INTEGER))`,
+        String(p.last_seq),
+      );
     });
     this.pending -= count;
     this.#written++;

@@ -132,6 +132,8 @@ export class History implements Wakeable {
     readonly store: WindowStore,
     readonly meta: () => Meta | null,
     readonly dims: () => Dims,
+    /** Backfill entries a running replay holds back (replay.ts). */
+    readonly holdsBackfill: (key: string) => boolean = () => false,
   ) {
     this.enabled = historyEnabled(env);
   }
@@ -187,6 +189,7 @@ export class History implements Wakeable {
     const backfills = ready
       ? this.outbox
           .due("backfill", now, 5)
+          .filter((e) => !this.holdsBackfill(e.key))
           .filter((e) => !Backfill.minutesOf(e.payload as ArrayBuffer).some((m) => owed.has(m)))
       : [];
     if (minutes.length + alerts.length + dims.length + backfills.length > 0)

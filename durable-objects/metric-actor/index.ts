@@ -35,6 +35,7 @@ import { Ingest, type Meta } from "./ingest";
 import { Live } from "./live";
 import { migrate } from "./migrate";
 import { Outbox } from "./outbox";
+import { Replay, type ReplayStatus } from "./replay";
 import { Scaling, type StreamScaling } from "./scaling";
 import { WindowStore } from "./store";
 import { DELIVERIES_KEPT, Webhooks } from "./webhooks";
@@ -87,6 +88,7 @@ export interface Parts {
   scaling: Scaling;
   archive: Archive;
   backfill: Backfill;
+  replay: Replay;
 }
 
 /**
@@ -144,6 +146,7 @@ export class MetricActor extends DurableObject<Env> {
       this.parts.history,
       this.parts.scaling,
       this.parts.archive,
+      this.parts.replay,
     ])
       this.#planner.add(p);
     ctx.blockConcurrencyWhile(async () => {
@@ -165,7 +168,17 @@ export class MetricActor extends DurableObject<Env> {
     const scaling = new Scaling(sql, this.config, () =>
       ingest.meta ? `${ingest.meta.tenant}/${ingest.meta.stream}` : "?",
     );
-    const history = new History(this.env, this.config, sql, storage, outbox, store, meta, () => dims);
+    const history = new History(
+      this.env,
+      this.config,
+      sql,
+      storage,
+      outbox,
+      store,
+      meta,
+      () => dims,
+      (key) => replay.holdsBackfill(key),
+    );
     const live: Live = new Live(
       ctx,
       this.env,
@@ -176,7 +189,8 @@ export class MetricActor extends DurableObject<Env> {
     );
     const alerts: Alerts = new Alerts(sql, storage, store, outbox, history, live, meta);
     const webhooks = new Webhooks(this.env, storage, outbox, history, meta);
-    const archive = new Archive(this.env, this.config, sql, storage, meta);
+    const archive = new Archive(this.env, this.config, sql, storage, meta, () => replay.holdsArchive());
+    const replay: Replay = new Replay(this.env, this.config, sql, storage, outbox, meta);
     const backfill = new Backfill(this.config, sql, storage, outbox, archive, Boolean(this.env.DATABASE_URL));
     const ingest: Ingest = new Ingest(sql, storage, this.config, store, {
       applyDims: (events) => dims.apply(events),
@@ -192,7 +206,22 @@ export class MetricActor extends DurableObject<Env> {
       },
       reload: () => this.#reset(),
     });
-    return { storage, sql, outbox, store, history, live, alerts, webhooks, ingest, dims, scaling, archive, backfill };
+    return {
+      storage,
+      sql,
+      outbox,
+      store,
+      history,
+      live,
+      alerts,
+      webhooks,
+      ingest,
+      dims,
+      scaling,
+      archive,
+      backfill,
+      replay,
+    };
   }
 
   #load(): void {
@@ -206,6 +235,7 @@ export class MetricActor extends DurableObject<Env> {
     p.scaling.load();
     p.archive.load(Date.now());
     p.backfill.load();
+    p.replay.load();
   }
 
   /**
@@ -284,6 +314,32 @@ export class MetricActor extends DurableObject<Env> {
     }
     await this.#planner.arm();
     return { ...result, shards: p.scaling.shards };
+  }
+
+  /**
+   * Starts rebuilding the stream's minute history over [from, to) from the archive (replay.ts). Null when
+   * a replay is already running (its status is returned instead, with `running: true`).
+   */
+  async startReplay(
+    tenant: string,
+    stream: string,
+    from: number,
+    to: number,
+  ): Promise<{ started: boolean; replay: ReplayStatus }> {
+    const p = this.parts;
+    if (p.replay.running()) return { started: false, replay: p.replay.status() as ReplayStatus };
+    p.ingest.ensureMeta(tenant, stream);
+    const seq = p.sql.exec<{ n: number }>("SELECT coalesce(max(seq), 0) AS n FROM archive_log").one().n;
+    const lastSegmentSeq = p.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'archive_seq'").toArray()[0];
+    const mark = Math.max(seq, lastSegmentSeq ? Number(lastSegmentSeq.v) : 0);
+    const backfillMark = p.outbox.byPrefix("backfill", "").reduce((m, e) => (e.key > m ? e.key : m), "");
+    const replay = p.replay.start(crypto.randomUUID(), from, to, Date.now(), mark, backfillMark);
+    await this.#planner.arm();
+    return { started: true, replay };
+  }
+
+  replayStatus(): ReplayStatus | null {
+    return this.parts.replay.status();
   }
 
   #recordLoad(requests: number, shard?: number): void {

@@ -37,5 +37,7 @@ export const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS archive_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, hour INTEGER NOT NULL, count INTEGER NOT NULL, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL, lines TEXT NOT NULL)",
   // Ids of backfilled events (backfill.ts), kept up to BACKFILL_MAX_IDS so a repeated backfill counts nothing twice.
   "CREATE TABLE IF NOT EXISTS backfill_ids (id TEXT PRIMARY KEY) WITHOUT ROWID",
+  // A replay's shadow minutes (replay.ts): one row per minute of its range, cleared when it ends.
+  "CREATE TABLE IF NOT EXISTS replay_minutes (minute INTEGER PRIMARY KEY, data BLOB NOT NULL)",
   "CREATE TABLE IF NOT EXISTS archive_plan (key TEXT PRIMARY KEY, hour INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL)",
 ];

@@ -5,6 +5,7 @@
  * under raw/<tenant>/), prefix-limited credentials only their streams.
  */
 import { Hono } from "hono";
+import { z } from "zod";
 import {
   archivePrefix,
   datesOf,
@@ -17,10 +18,13 @@ import {
 } from "../../core/archive";
 import { isStreamName } from "../../core/event";
 import { streamAllowed } from "../../core/keys";
+import { historyEnabled } from "../../db/client";
+import { REPLAY_MAX_DAYS, type ReplayStatus } from "../../durable-objects/metric-actor/replay";
 import { assertStream, requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
+import { actor } from "../lib/registry";
 import type { AppEnv } from "../lib/types";
-import { onlyParams } from "../lib/validate";
+import { jsonBody, onlyParams } from "../lib/validate";
 
 export const archive = new Hono<AppEnv>();
 
@@ -119,6 +123,46 @@ archive.get("/v1/archive/export", requireKey("read"), onlyParams("stream", "from
     "content-disposition": `attachment; filename="${stream}-${new Date(from).toISOString().slice(0, 10)}.ndjson"`,
     "cache-control": "no-store",
   });
+});
+
+/** Replay requests: the range to rebuild from the archive (epoch ms or ISO-8601, ≤ REPLAY_MAX_DAYS). */
+export const ReplayBody = z
+  .strictObject({
+    from: z.union([z.number(), z.string()]).describe("Start of the range (event time)."),
+    to: z.union([z.number(), z.string()]).describe("End of the range, exclusive."),
+  })
+  .meta({ id: "ReplayRequest" });
+
+archive.post("/v1/streams/:name/replay", requireKey("admin"), jsonBody(ReplayBody), async (c) => {
+  const grant = c.get("grant");
+  const name = streamParam(c.req.param("name")) as string;
+  assertStream(grant, name);
+  bucket(c.env);
+  if (!historyEnabled(c.env)) throw new ApiError("history_disabled");
+  const body = c.req.valid("json");
+  const now = Date.now();
+  const { from, to } = parseArchiveRange(String(body.from), String(body.to), now, REPLAY_MAX_DAYS * 86_400_000);
+  if (from >= now - c.get("config").ALLOWED_LATENESS_MS) {
+    throw new ApiError(
+      "invalid_range",
+      "from must be older than the live windows (ALLOWED_LATENESS_MS): newer minutes are live ingest's to write.",
+    );
+  }
+  const r = (await actor(c.env, grant.tenantId, name).startReplay(grant.tenantId, name, from, to)) as {
+    started: boolean;
+    replay: ReplayStatus;
+  };
+  if (!r.started) throw new ApiError("replay_running", undefined, { replay: r.replay });
+  return c.json({ replay: r.replay }, 202);
+});
+
+archive.get("/v1/streams/:name/replay", requireKey("read"), onlyParams(), async (c) => {
+  const grant = c.get("grant");
+  const name = streamParam(c.req.param("name")) as string;
+  assertStream(grant, name);
+  const replay = (await actor(c.env, grant.tenantId, name).replayStatus()) as ReplayStatus | null;
+  if (replay === null) throw new ApiError("not_found", `No replay has been started for stream '${name}'.`);
+  return c.json({ replay });
 });
 
 function inRange(line: string, from: number, to: number): boolean {

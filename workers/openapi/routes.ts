@@ -402,6 +402,22 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     },
     errors: ["invalid_stream_name", "invalid_range", "range_too_large", "invalid_request", "archive_disabled"],
   },
+  "POST /v1/streams/:name/replay": {
+    operationId: "startReplay",
+    tag: "Archive",
+    summary: "Rebuild a stream's minute history over a range from the archive",
+    description:
+      "Shadow rows replace PostgreSQL's in one transaction; minutes newer than the live windows are left to live ingest; idempotent. At most 31 days.",
+    responses: { 202: { description: "Started.", json: z.object({ replay: R.ReplayStatus }) } },
+    errors: ["invalid_range", "range_too_large", "replay_running", "archive_disabled", "history_disabled"],
+  },
+  "GET /v1/streams/:name/replay": {
+    operationId: "replayStatus",
+    tag: "Archive",
+    summary: "The stream's last replay and its progress",
+    responses: { 200: { description: "The replay.", json: z.object({ replay: R.ReplayStatus }) } },
+    errors: ["not_found"],
+  },
   "GET /v1/metrics": {
     operationId: "metrics",
     tag: "Integrations",
