@@ -4,8 +4,6 @@ import { gunzip } from "../../core/archive";
 import { runMaintenance } from "../../workers/maintenance";
 import { BASE, createTenant, get, stream } from "./helpers";
 
-const bridge = (state: "up" | "down") => fetch(`http://${env.PG_BRIDGE}/__bridge/${state}`, { method: "POST" });
-
 const post = (key: string, events: unknown) =>
   SELF.fetch(`${BASE}/v1/events?mode=backfill`, {
     method: "POST",
@@ -124,25 +122,5 @@ describe("backfill (POST /v1/events?mode=backfill)", () => {
     expect(live.windows["1h"].count).toBe(1);
     expect(live.counters).toMatchObject({ accepted: 1, backfilled: 1 });
     await minutes(t.read, "bf.mixed", hourStart, hourStart + 3_600_000, 1);
-  });
-
-  it("waits out a PostgreSQL outage and then merges each batch once", async () => {
-    const t = await createTenant();
-    await bridge("down");
-    try {
-      const events = Array.from({ length: 8 }, (_, i) => ({ id: `o${i}`, name: "bf.outage", ts: at(3, i), value: 1 }));
-      expect(await (await post(t.ingest, events)).json()).toMatchObject({ accepted: 8 });
-      await vi.waitFor(
-        async () => {
-          const s = (await stream(t.read, "bf.outage")) as unknown as { history: { failures: number } };
-          expect(s.history.failures).toBeGreaterThan(0);
-        },
-        { timeout: 15_000, interval: 100 },
-      );
-    } finally {
-      await bridge("up");
-    }
-    const points = await minutes(t.read, "bf.outage", hourStart, hourStart + 3_600_000, 8);
-    expect(points[0]).toMatchObject({ count: 8, sum: 8 });
   });
 });

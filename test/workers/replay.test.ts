@@ -1,8 +1,10 @@
-import { env, SELF } from "cloudflare:test";
+import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { withDb } from "../../db/client";
 import { metricsMinute } from "../../db/schema";
+import type { MetricActor } from "../../durable-objects/metric-actor";
+import { actor } from "../../workers/lib/registry";
 import { BASE, createTenant, expectError, get, sendJson, stream } from "./helpers";
 
 const call = (method: string, path: string, key: string, body?: unknown) =>
@@ -38,8 +40,6 @@ async function replayed(read: string, name: string) {
   );
   return status as unknown as { state: string; events_read: number; minutes_written: number; segments_total: number };
 }
-
-const bridge = (state: "up" | "down") => fetch(`http://${env.PG_BRIDGE}/__bridge/${state}`, { method: "POST" });
 
 const hourStart = Math.floor((Date.now() - 2 * 86_400_000) / 3_600_000) * 3_600_000;
 
@@ -109,18 +109,34 @@ describe("replay from the archive", () => {
   it("refuses a second replay while one runs, a range inside the live windows, and non-admin keys", async () => {
     const t = await createTenant();
     const range = { from: hourStart, to: hourStart + 3_600_000 };
-    // PostgreSQL down: the backfill batch waits, so the replay waits for it (its events are in the cut).
-    await bridge("down");
-    try {
-      await call("POST", "/v1/events?mode=backfill", t.ingest, [{ id: "a", name: "rp.busy", ts: hourStart, value: 7 }]);
-      expect((await call("POST", "/v1/streams/rp.busy/replay", t.admin, range)).status).toBe(202);
-      const status = ((await (await get("/v1/streams/rp.busy/replay", t.read)).json()) as { replay: { state: string } })
-        .replay;
-      expect(status.state).toBe("waiting");
-      await expectError(await call("POST", "/v1/streams/rp.busy/replay", t.admin, range), 409, "replay_running");
-    } finally {
-      await bridge("up");
-    }
+    // The archive's next write fails after recording its plan: the replay waits for that flush to finish
+    // (its cut needs every segment written or every row still in the log), so it is running meanwhile.
+    // (Not the shared PostgreSQL bridge: other files' outages must not meet this test's.)
+    const stub = actor(env, t.tenantId, "rp.busy");
+    await runInDurableObject(stub, (instance: MetricActor) => {
+      const a = instance.parts.archive;
+      (a as unknown as { real: typeof a.put }).real = a.put;
+      a.put = async () => {
+        throw new Error("R2 is down");
+      };
+    });
+    await call("POST", "/v1/events?mode=backfill", t.ingest, [{ id: "a", name: "rp.busy", ts: hourStart, value: 7 }]);
+    await vi.waitFor(
+      async () => {
+        const s = (await stream(t.read, "rp.busy")) as unknown as { archive: { last_error: string | null } };
+        expect(s.archive.last_error).toContain("R2 is down");
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect((await call("POST", "/v1/streams/rp.busy/replay", t.admin, range)).status).toBe(202);
+    const status = ((await (await get("/v1/streams/rp.busy/replay", t.read)).json()) as { replay: { state: string } })
+      .replay;
+    expect(status.state).toBe("waiting");
+    await expectError(await call("POST", "/v1/streams/rp.busy/replay", t.admin, range), 409, "replay_running");
+    await runInDurableObject(stub, (instance: MetricActor) => {
+      const a = instance.parts.archive;
+      a.put = (a as unknown as { real: typeof a.put }).real;
+    });
     await replayed(t.read, "rp.busy");
     const rows = await minutes(t.read, "rp.busy", range.from, range.to);
     expect(rows).toEqual([expect.objectContaining({ count: 1, sum: 7 })]);
