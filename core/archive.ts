@@ -10,7 +10,8 @@
  * its manifest entry as custom metadata: event count, event-time range, SHA-256 of the object, seqs.
  */
 import { CodedError } from "./errors.ts";
-import { parseTimestamp, type StreamEvent } from "./event.ts";
+import type { StreamEvent } from "./event.ts";
+import { rangeTime } from "./history-query.ts";
 
 export const ARCHIVE_ROOT = "raw";
 /** Most events in one segment (a segment is at most ~5 MB of NDJSON before gzip). */
@@ -134,19 +135,8 @@ export function parseArchiveRange(
   now: number,
   maxSpanMs: number,
 ): { from: number; to: number } {
-  const time = (raw: string | undefined, name: string, fallback: number): number => {
-    if (raw === undefined || raw === "") return fallback;
-    const t = parseTimestamp(/^\d+$/.test(raw) ? Number(raw) : raw);
-    if (t === undefined) {
-      throw new CodedError(
-        "invalid_range",
-        `${name} must be epoch milliseconds or ISO-8601 with a zone; got '${raw.slice(0, 40)}'.`,
-      );
-    }
-    return t;
-  };
-  const to = time(rawTo, "to", now + 1);
-  const from = time(rawFrom, "from", to - 86_400_000);
+  const to = rangeTime(rawTo, "to", now + 1);
+  const from = rangeTime(rawFrom, "from", to - 86_400_000);
   if (from >= to) throw new CodedError("invalid_range", "from must be before to.");
   if (to - from > maxSpanMs) {
     throw new CodedError(

@@ -11,6 +11,20 @@ export type HistoryStepName = keyof typeof HISTORY_STEP_MS;
 export const MAX_HISTORY_POINTS = 1500;
 /** The step when `step` is absent. */
 export const DEFAULT_HISTORY_STEP: HistoryStepName = "1m";
+
+/** A range bound of a query string: epoch ms or ISO-8601 with a zone; `fallback` when absent. */
+export function rangeTime(raw: string | undefined, name: string, fallback: number): number {
+  if (raw === undefined || raw === "") return fallback;
+  const t = parseTimestamp(/^\d+$/.test(raw) ? Number(raw) : raw);
+  if (t === undefined) {
+    throw new CodedError(
+      "invalid_range",
+      `${name} must be epoch milliseconds or ISO-8601 with a zone; got '${raw.slice(0, 40)}'.`,
+    );
+  }
+  return t;
+}
+
 /** Default span when `from` is absent, per step. */
 export const DEFAULT_HISTORY_SPAN_MS = { "1m": 3_600_000, "1h": 86_400_000, "1d": 30 * 86_400_000 } as const;
 
@@ -30,19 +44,8 @@ export function parseHistoryQuery(
   if (!Object.hasOwn(HISTORY_STEP_MS, step)) {
     throw new CodedError("invalid_step", `step '${String(rawStep).slice(0, 16)}' is not one of 1m, 1h, 1d.`);
   }
-  const time = (raw: string | undefined, name: string, fallback: number): number => {
-    if (raw === undefined || raw === "") return fallback;
-    const t = parseTimestamp(/^\d+$/.test(raw) ? Number(raw) : raw);
-    if (t === undefined) {
-      throw new CodedError(
-        "invalid_range",
-        `${name} must be epoch milliseconds or ISO-8601 with a zone; got '${raw.slice(0, 40)}'.`,
-      );
-    }
-    return t;
-  };
-  const to = time(rawTo, "to", now);
-  const from = time(rawFrom, "from", to - DEFAULT_HISTORY_SPAN_MS[step]);
+  const to = rangeTime(rawTo, "to", now);
+  const from = rangeTime(rawFrom, "from", to - DEFAULT_HISTORY_SPAN_MS[step]);
   if (from >= to) throw new CodedError("invalid_range", "from must be before to.");
   const points = Math.ceil((to - from) / HISTORY_STEP_MS[step]);
   if (points > MAX_HISTORY_POINTS) {

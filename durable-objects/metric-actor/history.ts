@@ -60,7 +60,7 @@ export function encodeFrozen(a: Aggregate, hll: PeriodHll | undefined): Uint8Arr
   return w.bytes();
 }
 
-function decodeFrozen(bytes: ArrayBuffer): { aggregate: Aggregate; hll: Uint8Array } {
+export function decodeFrozen(bytes: ArrayBuffer): { aggregate: Aggregate; hll: Uint8Array } {
   const r = new ByteReader(new Uint8Array(bytes));
   const aggregate = readAggregate(r);
   const hll = r.raw(r.varint());

@@ -14,16 +14,15 @@
  * range, ≤ REPLAY_MAX_DAYS of them) in the actor's SQLite; progress is reported through the API; a replay
  * of the same range is idempotent (rows are replaced, never added to).
  */
-import { Accumulator, type Aggregate, readAggregate, writeAggregate } from "../../core/aggregate";
+import { Accumulator } from "../../core/aggregate";
 import { archivePrefix, datesOf, gunzip, manifestOf, parseSegmentKey } from "../../core/archive";
-import { ByteReader, ByteWriter } from "../../core/bytes";
 import type { Config } from "../../core/config";
 import { PeriodHll } from "../../core/hll";
 import { isoOrNull } from "../../core/time";
 import { type Db, openDb } from "../../db/client";
 import { type MinutePeriod, replaceMinutes } from "../../db/history";
 import type { Wakeable } from "../planner";
-import { rootCause } from "./history";
+import { decodeFrozen, encodeFrozen, rootCause } from "./history";
 import type { Meta } from "./ingest";
 import type { Outbox } from "./outbox";
 
@@ -63,22 +62,6 @@ interface Job {
   startedAt: number;
   finishedAt: number | null;
   error: string | null;
-}
-
-function encodeShadow(a: Aggregate, hll: PeriodHll): Uint8Array {
-  const w = new ByteWriter();
-  writeAggregate(w, a);
-  const h = hll.encode();
-  w.varint(h.length);
-  w.raw(h);
-  return w.bytes();
-}
-
-function decodeShadow(bytes: ArrayBuffer): { aggregate: Aggregate; hll: Uint8Array } {
-  const r = new ByteReader(new Uint8Array(bytes));
-  const a = readAggregate(r);
-  const hll = r.raw(r.varint()).slice();
-  return { aggregate: { ...a, sketch: a.sketch.slice() }, hll };
 }
 
 export class Replay implements Wakeable {
@@ -261,7 +244,7 @@ export class Replay implements Wakeable {
         const acc = new Accumulator();
         let users = new PeriodHll();
         if (row) {
-          const d = decodeShadow(row.data);
+          const d = decodeFrozen(row.data);
           acc.add(d.aggregate);
           users = PeriodHll.decode(d.hll);
         }
@@ -277,7 +260,7 @@ export class Replay implements Wakeable {
         this.sql.exec(
           "INSERT OR REPLACE INTO replay_minutes (minute, data) VALUES (?, ?)",
           m,
-          encodeShadow(g.acc.toAggregate(), g.users),
+          encodeFrozen(g.acc.toAggregate(), g.users),
         );
       }
     });
@@ -303,7 +286,7 @@ export class Replay implements Wakeable {
     const rows: MinutePeriod[] = this.sql
       .exec<{ minute: number; data: ArrayBuffer }>("SELECT minute, data FROM replay_minutes ORDER BY minute")
       .toArray()
-      .map((r) => ({ bucket: r.minute * 60_000, ...decodeShadow(r.data) }));
+      .map((r) => ({ bucket: r.minute * 60_000, ...decodeFrozen(r.data) }));
     const conn = openDb(this.env);
     try {
       await replaceMinutes(conn.db as Db, meta.tenant, meta.stream, j.from, j.cutoff, rows);
