@@ -19,6 +19,10 @@ export const SEGMENT_MAX_EVENTS = 20_000;
 const HOUR_MS = 3_600_000;
 const SEQ_DIGITS = 12;
 
+/** Whether a deployment keeps the raw archive: the ARCHIVE bucket is bound and ARCHIVE_ENABLED is 1. */
+export const archiveEnabled = (env: { ARCHIVE?: unknown }, config: { ARCHIVE_ENABLED: number }): boolean =>
+  env.ARCHIVE !== undefined && config.ARCHIVE_ENABLED === 1;
+
 export const hourOf = (ts: number): number => Math.floor(ts / HOUR_MS);
 
 const pad = (n: number) => String(n).padStart(SEQ_DIGITS, "0");

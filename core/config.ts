@@ -106,6 +106,13 @@ export const CONFIG = {
     description:
       "Most breakdowns (a stream's dimension key or declared set) one GET /v1/metrics runs; the rest are counted as unavailable.",
   },
+  ARCHIVE_ENABLED: {
+    default: 1,
+    min: 0,
+    max: 1,
+    description:
+      "1 keeps every accepted event in the raw archive (the ARCHIVE R2 bucket); 0 keeps none (then no export, replay or sinks).",
+  },
   ARCHIVE_FLUSH_MS: {
     default: 10_000,
     min: 50,

@@ -73,6 +73,12 @@ export const ERRORS = {
   range_too_large: { status: 400, message: "The range holds too many steps; use a coarser step or a shorter range." },
   invalid_query: { status: 400, message: "The query is not valid; see message and details." },
   invalid_config: { status: 400, message: "The stream configuration is not valid." },
+  invalid_source: { status: 400, message: "The source is not valid." },
+  source_not_found: { status: 404, message: "No such source for this tenant." },
+  source_limit: { status: 409, message: "The tenant has the most sources allowed; delete one first." },
+  invalid_sink: { status: 400, message: "The sink is not valid." },
+  sink_not_found: { status: 404, message: "No such sink for this tenant." },
+  sink_limit: { status: 409, message: "The tenant has the most sinks allowed; delete one first." },
   internal_error: { status: 500, message: "Something went wrong on our side." },
 } as const;
 

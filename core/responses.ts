@@ -12,6 +12,8 @@ import { AGGREGATES, COMPARATORS } from "./alerts.ts";
 import { ERRORS, type ErrorCode, EVENT_ERRORS, type EventErrorCode } from "./errors.ts";
 import { SCOPES } from "./keys.ts";
 import { QUERY_STEPS, type QueryStep } from "./measures.ts";
+import { KafkaSink } from "./sinks.ts";
+import { HttpSource, KafkaSource, PostgresFields, R2Source, SOURCE_ERRORS, type SourceErrorCode } from "./sources.ts";
 import { WINDOW_NAMES, type WindowName } from "./window.ts";
 
 const windowName = z.enum(WINDOW_NAMES as [WindowName, ...WindowName[]]);
@@ -473,6 +475,145 @@ export const OidcPublicConfig = z
   .meta({ id: "OidcPublicConfig", description: "What the dashboard needs to sign in to a tenant; nothing secret." });
 
 export const OidcDeleted = z.object({ deleted: z.literal(true), issuer: z.string() }).meta({ id: "OidcDeleted" });
+
+// ---------------------------------------------------------------------------
+// Pull sources.
+// ---------------------------------------------------------------------------
+
+const authHeader = {
+  auth_header: z.string().nullable().describe("The auth header's name (its value is never shown)."),
+};
+
+export const SourceStatus = z
+  .object({
+    cursor: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .describe(
+        "Where the source is, by kind: HTTP {cursor, taken}; PostgreSQL {last, settled, …}; R2 {object, offset, …}; Kafka {offsets, group}.",
+      ),
+    lag: z.number().nullable().describe("What waits at the source, as far as the kind can tell (null: unknown)."),
+    lag_unit: z.enum(["rows", "objects", "records"]).nullable(),
+    events_produced: z.int().min(0).describe("Events made from records (stored with the cursor, in one transaction)."),
+    events_delivered: z.int().min(0).describe("Events their streams accepted."),
+    duplicates: z.int().min(0).describe("Events their streams already had (a delivery repeated after a restart)."),
+    pending: z.int().min(0).describe("Events waiting in the outbox for their streams."),
+    rejected: rejectedCounts.describe("Records refused, by the event validator's codes and those the streams gave."),
+    last_error: z
+      .object({
+        at: Time,
+        code: z.enum(Object.keys(SOURCE_ERRORS) as [SourceErrorCode, ...SourceErrorCode[]]),
+        message: z.string().describe("Safe to show: never a secret, a body or a header."),
+      })
+      .nullable(),
+    consecutive_failures: z.int().min(0),
+    last_poll_at: timeOrNull,
+    last_success_at: timeOrNull,
+    next_poll_at: timeOrNull,
+  })
+  .meta({ id: "SourceStatus", description: "How a source is doing." });
+
+export const Source = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    kind: z.enum(["http", "postgres", "r2", "kafka"]),
+    state: z
+      .enum(["running", "paused", "backing_off", "failed"])
+      .describe("failed: a failure retrying cannot fix (refused credentials, a bad query); resume once fixed."),
+    created_at: Time,
+    updated_at: Time,
+    config: z
+      .discriminatedUnion("kind", [
+        HttpSource.omit({ auth: true, name: true }).extend(authHeader),
+        PostgresFields.omit({ connection_string: true, name: true }),
+        R2Source.omit({ name: true }),
+        KafkaSource.omit({ auth: true, name: true }).extend(authHeader),
+      ])
+      .describe("The source's settings, without its secrets."),
+    secrets: z
+      .object({
+        auth: z.enum(["set", "unset"]).optional(),
+        connection_string: z.enum(["set", "unset"]).optional(),
+      })
+      .describe("Whether each secret of the kind is set; never its value."),
+    status: SourceStatus,
+  })
+  .meta({ id: "Source", description: "A pull source, its settings and its status." });
+
+export const SourceList = z.object({ sources: z.array(Source) }).meta({ id: "SourceList" });
+
+export const SourceDeleted = z
+  .object({
+    deleted: z.string().describe("The source's id."),
+    undelivered: z.int().min(0).describe("Events still waiting for their streams after a last delivery, now dropped."),
+  })
+  .meta({ id: "SourceDeleted" });
+
+export const ArchiveRetention = z
+  .object({
+    days: z.int().min(1).describe("Days of events (by their date) this tenant's archive keeps."),
+    tenant_days: z.int().min(1).nullable().describe("The tenant's own setting; null: the deployment's."),
+    deployment_days: z.int().min(1).describe("The deployment's ARCHIVE_RETENTION_DAYS: the default and the most."),
+  })
+  .meta({ id: "ArchiveRetention" });
+
+// ---------------------------------------------------------------------------
+// Sinks.
+// ---------------------------------------------------------------------------
+
+export const SinkStatus = z
+  .object({
+    queued_segments: z.int().min(0).describe("Archive segments waiting to be produced."),
+    queued_events: z.int().min(0).describe("Events they hold (not yet written to the topic)."),
+    lag_ms: z.number().nullable().describe("Age of the oldest queued segment (ms); null when none waits."),
+    current: z
+      .object({ key: z.string(), produced: z.int().min(0), count: z.int().min(0) })
+      .nullable()
+      .describe("The segment being produced and how many of its records are written."),
+    events_produced: z.int().min(0),
+    segments_produced: z.int().min(0),
+    segments_skipped: z
+      .int()
+      .min(0)
+      .describe("Segments let go because too many waited (they are still in the archive)."),
+    last_error: z
+      .object({
+        at: Time,
+        code: z.enum(Object.keys(SOURCE_ERRORS) as [SourceErrorCode, ...SourceErrorCode[]]),
+        message: z.string().describe("Safe to show: never a secret, a body or a header."),
+      })
+      .nullable(),
+    consecutive_failures: z.int().min(0),
+    last_success_at: timeOrNull,
+    next_attempt_at: timeOrNull,
+  })
+  .meta({ id: "SinkStatus", description: "How a sink is doing." });
+
+export const Sink = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    kind: z.literal("kafka"),
+    state: z
+      .enum(["running", "paused", "backing_off", "failed"])
+      .describe("failed: a failure retrying cannot fix (refused credentials); resume once fixed."),
+    created_at: Time,
+    updated_at: Time,
+    config: KafkaSink.omit({ auth: true, name: true }).extend(authHeader).describe("The settings, without the secret."),
+    secrets: z.object({ auth: z.enum(["set", "unset"]) }).describe("Whether the auth header's value is set."),
+    status: SinkStatus,
+  })
+  .meta({ id: "Sink", description: "A sink, its settings and its status." });
+
+export const SinkList = z.object({ sinks: z.array(Sink) }).meta({ id: "SinkList" });
+
+export const SinkDeleted = z
+  .object({
+    deleted: z.string().describe("The sink's id."),
+    queued_segments: z.int().min(0).describe("Segments it had not produced (they stay in the archive)."),
+  })
+  .meta({ id: "SinkDeleted" });
 
 // ---------------------------------------------------------------------------
 // Service.

@@ -10,13 +10,15 @@
  * value; the global KeyDirectory maps its issuer and audiences here).
  *
  * Bounds: keys and rules are created by admins (a row each); streams are
- * capped by MAX_STREAMS_PER_TENANT; one OIDC issuer per tenant.
+ * capped by MAX_STREAMS_PER_TENANT; sources by MAX_SOURCES_PER_TENANT; sinks by MAX_SINKS_PER_TENANT;
+ * one OIDC issuer per tenant.
  */
 import { DurableObject } from "cloudflare:workers";
 import { within } from "../core/async";
 import { randomToken, type Scope } from "../core/keys";
 import type { OidcConfig } from "../core/oidc";
 import type { KeyGrant, KeyInfo, Tenant, TenantLimits } from "../core/protocol";
+import type { SinkRoute } from "../core/sinks";
 import { isoOrNull, isoTime } from "../core/time";
 import { grantKey, redisFor } from "../workers/lib/redis";
 
@@ -27,6 +29,10 @@ const SCHEMA = [
      name TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER)`,
   "CREATE TABLE IF NOT EXISTS stream_names (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS rule_index (id TEXT PRIMARY KEY, stream TEXT NOT NULL) WITHOUT ROWID",
+  // The tenant's pull sources (each lives in its SourceActor): at most MAX_SOURCES_PER_TENANT.
+  "CREATE TABLE IF NOT EXISTS source_index (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID",
+  // The tenant's sinks (each lives in its SinkActor) and the streams each takes: at most MAX_SINKS_PER_TENANT.
+  "CREATE TABLE IF NOT EXISTS sink_index (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, streams TEXT) WITHOUT ROWID",
   // Cached grants to drop from Redis (after a revocation or a limits change), retried until Redis confirms.
   "CREATE TABLE IF NOT EXISTS invalidations (hash TEXT PRIMARY KEY, attempts INTEGER NOT NULL, due INTEGER NOT NULL) WITHOUT ROWID",
 ];
@@ -246,6 +252,20 @@ export class TenantRegistry extends DurableObject<Env> {
     };
   }
 
+  /** Days the tenant keeps its raw archive (null: the deployment's ARCHIVE_RETENTION_DAYS). */
+  archiveRetentionDays(): number | null {
+    const v = this.#get("archive_retention_days");
+    return v === null ? null : Number(v);
+  }
+
+  /** Sets (or with null, clears) the tenant's archive retention; null when the tenant does not exist. */
+  setArchiveRetentionDays(days: number | null): boolean | null {
+    if (this.#get("id") === null) return null;
+    if (days === null) this.#sql.exec("DELETE FROM info WHERE k = 'archive_retention_days'");
+    else this.#set("archive_retention_days", String(days));
+    return true;
+  }
+
   /** The tenant's identity provider, or null. */
   getOidc(): OidcConfig | null {
     const v = this.#get("oidc");
@@ -353,6 +373,61 @@ export class TenantRegistry extends DurableObject<Env> {
 
   deleteRuleIndex(id: string): boolean {
     return this.#sql.exec("DELETE FROM rule_index WHERE id = ?", id).rowsWritten > 0;
+  }
+
+  /** Records a new source, unless the tenant has `cap` already (false) or does not exist (null). */
+  addSource(id: string, createdAt: number, cap: number): boolean | null {
+    if (this.#get("id") === null) return null;
+    const n = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM source_index").one().n;
+    if (n >= cap) return false;
+    this.#sql.exec("INSERT OR IGNORE INTO source_index (id, created_at) VALUES (?, ?)", id, createdAt);
+    return true;
+  }
+
+  hasSource(id: string): boolean {
+    return this.#sql.exec("SELECT 1 FROM source_index WHERE id = ?", id).toArray().length > 0;
+  }
+
+  /** The tenant's source ids, oldest first. */
+  listSources(): string[] {
+    return this.#sql
+      .exec<{ id: string }>("SELECT id FROM source_index ORDER BY created_at, id")
+      .toArray()
+      .map((r) => r.id);
+  }
+
+  deleteSource(id: string): boolean {
+    return this.#sql.exec("DELETE FROM source_index WHERE id = ?", id).rowsWritten > 0;
+  }
+
+  /** Records a new sink, unless the tenant has `cap` already (false) or does not exist (null). */
+  addSink(id: string, createdAt: number, streams: string[] | null, cap: number): boolean | null {
+    if (this.#get("id") === null) return null;
+    const n = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM sink_index").one().n;
+    if (n >= cap) return false;
+    this.#sql.exec(
+      "INSERT OR IGNORE INTO sink_index (id, created_at, streams) VALUES (?, ?, ?)",
+      id,
+      createdAt,
+      streams === null ? null : JSON.stringify(streams),
+    );
+    return true;
+  }
+
+  hasSink(id: string): boolean {
+    return this.#sql.exec("SELECT 1 FROM sink_index WHERE id = ?", id).toArray().length > 0;
+  }
+
+  /** The tenant's sinks, oldest first, with the stream prefixes each takes (null: every stream). */
+  listSinks(): SinkRoute[] {
+    return this.#sql
+      .exec<{ id: string; streams: string | null }>("SELECT id, streams FROM sink_index ORDER BY created_at, id")
+      .toArray()
+      .map((r) => ({ id: r.id, streams: r.streams === null ? null : (JSON.parse(r.streams) as string[]) }));
+  }
+
+  deleteSink(id: string): boolean {
+    return this.#sql.exec("DELETE FROM sink_index WHERE id = ?", id).rowsWritten > 0;
   }
 
   /** The single registry of earlier releases: everything it held, or null if this object never was one. */

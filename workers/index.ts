@@ -16,6 +16,7 @@ import { apiDescription } from "./openapi/app";
 export { KeyDirectory } from "../durable-objects/key-directory";
 export { MetricActor } from "../durable-objects/metric-actor";
 export { RateLimiter } from "../durable-objects/rate-limiter";
+export { SinkActor } from "../durable-objects/sink-actor";
 export { SourceActor } from "../durable-objects/source-actor";
 export { StreamShard } from "../durable-objects/stream-shard";
 export { TenantHub } from "../durable-objects/tenant-hub";

@@ -12,10 +12,25 @@ export interface MaintenanceReport {
   segmentsDeleted: number | null;
 }
 
+/**
+ * A tenant's archive retention: its own setting, never beyond the deployment's. A registry that cannot
+ * answer leaves the deployment's (which deletes no more than the operator's rule allows).
+ */
+async function archiveDaysOf(env: Env, tenant: string, deployment: number): Promise<number> {
+  try {
+    const own = await env.TENANT_REGISTRY.getByName(tenant).archiveRetentionDays();
+    return own === null ? deployment : Math.min(own, deployment);
+  } catch {
+    return deployment;
+  }
+}
+
 export async function runMaintenance(env: Env, now = new Date()): Promise<MaintenanceReport | null> {
   const config = loadConfig(env as unknown as Record<string, unknown>);
   const segmentsDeleted = env.ARCHIVE
-    ? await pruneArchive(env.ARCHIVE, now.getTime(), config.ARCHIVE_RETENTION_DAYS)
+    ? await pruneArchive(env.ARCHIVE, now.getTime(), (tenant) =>
+        archiveDaysOf(env, tenant, config.ARCHIVE_RETENTION_DAYS),
+      )
     : null;
   if (!historyEnabled(env))
     return segmentsDeleted === null ? null : { hours: 0, days: 0, droppedPartitions: 0, segmentsDeleted };

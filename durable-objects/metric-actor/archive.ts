@@ -15,6 +15,7 @@
  * (an R2 outage); past that the actor refuses new events (503 stream_unavailable) rather than lose any.
  */
 import {
+  archiveEnabled,
   archiveLine,
   gzip,
   hourOf,
@@ -26,7 +27,9 @@ import {
 import { deadline } from "../../core/async";
 import type { Config } from "../../core/config";
 import type { StreamEvent } from "../../core/event";
+import { streamAllowed } from "../../core/keys";
 import type { ArchiveStatus } from "../../core/protocol";
+import { type SegmentWritten, SINK_LIST_TTL_MS, type SinkRoute } from "../../core/sinks";
 import { isoOrNull } from "../../core/time";
 import type { Wakeable } from "../planner";
 import { rootCause } from "./history";
@@ -54,6 +57,8 @@ export class Archive implements Wakeable {
   #written = 0;
   #lastAt: number | null = null;
   #lastError: string | null = null;
+  /** The tenant's sinks, as last read from its registry (re-read after SINK_LIST_TTL_MS). */
+  #sinks: { at: number; list: SinkRoute[] } | null = null;
   /** Writes one segment (R2 by default; tests put a failing writer here to stop a flush half-way). */
   put: (key: string, body: Uint8Array, options: R2PutOptions) => Promise<unknown>;
 
@@ -66,7 +71,7 @@ export class Archive implements Wakeable {
     /** True while a replay holds the archive's log where it is (replay.ts). */
     readonly held: () => boolean = () => false,
   ) {
-    this.enabled = env.ARCHIVE !== undefined;
+    this.enabled = archiveEnabled(env, config);
     this.put = (key, body, options) => (env.ARCHIVE as R2Bucket).put(key, body, options);
   }
 
@@ -189,7 +194,21 @@ export class Archive implements Wakeable {
     return planned;
   }
 
+  /** Tells each of the tenant's sinks that takes this stream about a written segment (core/sinks.ts). */
+  async #announce(meta: Meta, segment: SegmentWritten): Promise<void> {
+    const now = Date.now();
+    if (this.#sinks === null || now - this.#sinks.at > SINK_LIST_TTL_MS) {
+      this.#sinks = { at: now, list: await this.env.TENANT_REGISTRY.getByName(meta.tenant).listSinks() };
+    }
+    for (const r of this.#sinks.list) {
+      if (!streamAllowed({ streamPrefixes: r.streams }, segment.stream)) continue;
+      const exists = await this.env.SINK_ACTOR.getByName(`${meta.tenant}/${r.id}`).enqueue([segment]);
+      if (!exists) this.#sinks.list = this.#sinks.list.filter((x) => x.id !== r.id);
+    }
+  }
+
   async #write(p: Planned): Promise<void> {
+    const meta = this.meta() as Meta;
     const rows = this.sql
       .exec<{ count: number; min_ts: number; max_ts: number; lines: string }>(
         "SELECT count, min_ts, max_ts, lines FROM archive_log WHERE hour = ? AND seq BETWEEN ? AND ? ORDER BY seq",
@@ -213,6 +232,9 @@ export class Archive implements Wakeable {
         this.config.FLUSH_TIMEOUT_MS,
         "R2 write",
       );
+      // Sinks hear of the segment before its rows are let go: a crash in between writes and announces it
+      // again (the same key; a sink takes a key once).
+      await this.#announce(meta, { key: p.key, stream: meta.stream, count });
     }
     this.storage.transactionSync(() => {
       this.sql.exec("DELETE FROM archive_log WHERE hour = ? AND seq BETWEEN ? AND ?", p.hour, p.first_seq, p.last_seq);

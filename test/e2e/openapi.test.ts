@@ -281,6 +281,84 @@ describe("real responses match the description", () => {
     expect((await call("GET", "/v1/tenant", "/v1/tenant", { key: keys.read })).status).toBe(200);
   });
 
+  it("pull sources: create, list, get, pause, resume, delete, and refusals", async () => {
+    const created = await call("POST", "/v1/sources", "/v1/sources", {
+      key: keys.admin,
+      body: {
+        kind: "http",
+        name: "an api",
+        url: "http://127.0.0.1:9/feed",
+        records: "$.data",
+        cursor: { param: "after", next: "$.next" },
+        auth: { header: "Authorization", value: "Bearer openapi-secret" },
+        interval_ms: 3_600_000,
+        mapping: { name: STREAM, value: "$.amount", dims: { country: "$.country" } },
+      },
+    });
+    expect(created.status).toBe(201);
+    const id = (created.body as unknown as { id: string }).id;
+    const r2 = await call("POST", "/v1/sources", "/v1/sources", {
+      key: keys.admin,
+      body: { kind: "r2", name: "drops", prefix: "x/", mapping: { name: "$.type", ts: "$.at", ts_unit: "s" } },
+    });
+    expect(r2.status).toBe(201);
+    const source = "/v1/sources/{source}";
+    expect((await call("GET", "/v1/sources", "/v1/sources", { key: keys.admin })).body.sources).toHaveLength(2);
+    // The unreachable endpoint is reported (backing off) by the time the status is read again.
+    await vi.waitFor(
+      async () => {
+        const got = await call("GET", source, `/v1/sources/${id}`, { key: keys.admin });
+        expect(got.body).toMatchObject({ state: "backing_off", secrets: { auth: "set" } });
+      },
+      { timeout: 20_000, interval: 200 },
+    );
+    expect((await call("POST", `${source}/pause`, `/v1/sources/${id}/pause`, { key: keys.admin })).status).toBe(200);
+    expect((await call("POST", `${source}/resume`, `/v1/sources/${id}/resume`, { key: keys.admin })).status).toBe(200);
+    expect((await call("DELETE", source, `/v1/sources/${id}`, { key: keys.admin })).status).toBe(200);
+    expect((await call("GET", source, `/v1/sources/${id}`, { key: keys.admin })).body).toMatchObject({
+      error: { code: "source_not_found" },
+    });
+    const bad = await call("POST", "/v1/sources", "/v1/sources", {
+      key: keys.admin,
+      body: { kind: "postgres", name: "x", connection_string: "postgres://h/db", cursor: "id", mapping: { name: "x" } },
+    });
+    expect(bad.body).toMatchObject({ error: { code: "invalid_source" } });
+    expect((await call("GET", "/v1/sources", "/v1/sources", { key: keys.read })).status).toBe(403);
+  });
+
+  it("sinks: create, list, get, pause, resume, delete, and refusals", async () => {
+    const created = await call("POST", "/v1/sinks", "/v1/sinks", {
+      key: keys.admin,
+      body: {
+        kind: "kafka",
+        name: "to kafka",
+        url: "http://127.0.0.1:9",
+        topic: "edgepulse.events",
+        streams: [STREAM],
+        auth: { header: "Authorization", value: "Basic b3BlbmFwaQ==" },
+      },
+    });
+    expect(created.status).toBe(201);
+    const id = (created.body as unknown as { id: string }).id;
+    const sink = "/v1/sinks/{sink}";
+    expect((await call("GET", "/v1/sinks", "/v1/sinks", { key: keys.admin })).body.sinks).toHaveLength(1);
+    expect((await call("GET", sink, `/v1/sinks/${id}`, { key: keys.admin })).body).toMatchObject({
+      secrets: { auth: "set" },
+    });
+    expect((await call("POST", `${sink}/pause`, `/v1/sinks/${id}/pause`, { key: keys.admin })).status).toBe(200);
+    expect((await call("POST", `${sink}/resume`, `/v1/sinks/${id}/resume`, { key: keys.admin })).status).toBe(200);
+    expect((await call("DELETE", sink, `/v1/sinks/${id}`, { key: keys.admin })).status).toBe(200);
+    expect((await call("GET", sink, `/v1/sinks/${id}`, { key: keys.admin })).body).toMatchObject({
+      error: { code: "sink_not_found" },
+    });
+    const bad = await call("POST", "/v1/sinks", "/v1/sinks", {
+      key: keys.admin,
+      body: { kind: "kafka", name: "x", url: "http://127.0.0.1:9", topic: "a b" },
+    });
+    expect(bad.body).toMatchObject({ error: { code: "invalid_sink" } });
+    expect((await call("GET", "/v1/sinks", "/v1/sinks", { key: keys.read })).status).toBe(403);
+  });
+
   it("operator routes", async () => {
     const op = stack.token;
     expect((await call("GET", "/v1/admin/tenants", "/v1/admin/tenants", { key: op })).status).toBe(200);

@@ -1,10 +1,10 @@
-import { env, runInDurableObject } from "cloudflare:test";
+import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { gunzip, hourOf, sha256Hex } from "../../core/archive";
 import type { MetricActor } from "../../durable-objects/metric-actor";
 import { actor } from "../../workers/lib/registry";
 import { runMaintenance } from "../../workers/maintenance";
-import { createTenant, expectError, get, sendJson, stream } from "./helpers";
+import { BASE, createTenant, expectError, get, sendJson, stream } from "./helpers";
 
 interface Line {
   id?: string;
@@ -200,5 +200,39 @@ describe("archive API", () => {
     expect(report?.segmentsDeleted).toBeGreaterThanOrEqual(1);
     expect(await env.ARCHIVE.head(old)).toBeNull();
     expect(await env.ARCHIVE.head(recent)).not.toBeNull();
+  });
+
+  it("keeps each tenant's own retention, within the deployment's", async () => {
+    const short = await createTenant("retention-short");
+    const other = await createTenant("retention-default");
+    const put = (key: string, body: unknown) =>
+      SELF.fetch(`${BASE}/v1/archive/retention`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const set = await put(short.admin, { days: 3 });
+    expect(await set.json()).toEqual({ days: 3, tenant_days: 3, deployment_days: 365 });
+    expect(await (await get("/v1/archive/retention", other.read)).json()).toEqual({
+      days: 365,
+      tenant_days: null,
+      deployment_days: 365,
+    });
+    const over = await expectError(await put(short.admin, { days: 400 }), 400, "invalid_request");
+    expect(over.message).toContain("at most 365 days");
+    await expectError(await put(short.read, { days: 5 }), 403, "insufficient_scope");
+    await expectError(await put(short.admin, { days: 0 }), 400, "invalid_request");
+
+    // Segments five days old: the 3-day tenant loses its own; the other tenant keeps its.
+    const day = new Date(Date.now() - 5 * 86_400_000).toISOString().slice(0, 10);
+    const key = (t: string) => `raw/${t}/s.kept/${day}/00/000000000001-000000000001.ndjson.gz`;
+    await env.ARCHIVE.put(key(short.tenantId), new Uint8Array([1]));
+    await env.ARCHIVE.put(key(other.tenantId), new Uint8Array([1]));
+    await runMaintenance(env);
+    expect(await env.ARCHIVE.head(key(short.tenantId))).toBeNull();
+    expect(await env.ARCHIVE.head(key(other.tenantId))).not.toBeNull();
+
+    // Back to the deployment's: null.
+    expect(await (await put(short.admin, { days: null })).json()).toMatchObject({ days: 365, tenant_days: null });
   });
 });

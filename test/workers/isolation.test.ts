@@ -131,6 +131,80 @@ describe("every endpoint with another tenant's keys", () => {
   });
 });
 
+describe("pull sources with another tenant's keys", () => {
+  it("never show, pause, resume or delete tenant A's source; wrong scopes are refused", async () => {
+    const created = await call("POST", "/v1/sources", a.admin, {
+      kind: "r2",
+      name: "a's drops",
+      prefix: "a/",
+      interval_ms: 3_600_000,
+      mapping: { name: STREAM },
+    });
+    expect(created.status).toBe(201);
+    const src = (await created.json()) as { id: string };
+    const listed = await call("GET", "/v1/sources", b.admin);
+    expect(listed.status).toBe(200);
+    expect(await listed.json()).toEqual({ sources: [] });
+    for (const [method, path] of [
+      ["GET", `/v1/sources/${src.id}`],
+      ["POST", `/v1/sources/${src.id}/pause`],
+      ["POST", `/v1/sources/${src.id}/resume`],
+      ["DELETE", `/v1/sources/${src.id}`],
+    ] as const) {
+      const res = await call(method, path, b.admin);
+      expect(res.status, `${method} ${path}`).toBe(404);
+      const text = await res.text();
+      expect(JSON.parse(text).error.code).toBe("source_not_found");
+      expect(text.includes(a.tenantId)).toBe(false);
+      for (const key of [a.read, a.ingest, b.read]) {
+        const refused = await call(method, path, key);
+        expect(refused.status, `${method} ${path}`).toBe(403);
+        expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("insufficient_scope");
+      }
+    }
+    // A's source is untouched: there, and running.
+    const own = await call("GET", `/v1/sources/${src.id}`, a.admin);
+    expect(own.status).toBe(200);
+    expect(await own.json()).toMatchObject({ id: src.id, state: "running" });
+    expect(((await (await call("GET", "/v1/sources", a.admin)).json()) as { sources: unknown[] }).sources).toHaveLength(
+      1,
+    );
+  });
+});
+
+describe("sinks with another tenant's keys", () => {
+  it("never show, pause, resume or delete tenant A's sink; wrong scopes are refused", async () => {
+    const created = await call("POST", "/v1/sinks", a.admin, {
+      kind: "kafka",
+      name: "a's sink",
+      url: "http://127.0.0.1:9",
+      topic: "a-events",
+    });
+    expect(created.status).toBe(201);
+    const sink = (await created.json()) as { id: string };
+    expect(await (await call("GET", "/v1/sinks", b.admin)).json()).toEqual({ sinks: [] });
+    for (const [method, path] of [
+      ["GET", `/v1/sinks/${sink.id}`],
+      ["POST", `/v1/sinks/${sink.id}/pause`],
+      ["POST", `/v1/sinks/${sink.id}/resume`],
+      ["DELETE", `/v1/sinks/${sink.id}`],
+    ] as const) {
+      const res = await call(method, path, b.admin);
+      expect(res.status, `${method} ${path}`).toBe(404);
+      const text = await res.text();
+      expect(JSON.parse(text).error.code).toBe("sink_not_found");
+      expect(text.includes(a.tenantId)).toBe(false);
+      for (const key of [a.read, a.ingest, b.read]) {
+        const refused = await call(method, path, key);
+        expect(refused.status, `${method} ${path}`).toBe(403);
+        expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("insufficient_scope");
+      }
+    }
+    const own = await call("GET", `/v1/sinks/${sink.id}`, a.admin);
+    expect(await own.json()).toMatchObject({ id: sink.id, state: "running" });
+  });
+});
+
 describe("WebSockets with another tenant's keys and wrong scopes", () => {
   const open = async (path: string, key: string): Promise<{ status: number; first?: ServerMessage[] }> => {
     const res = await SELF.fetch(`${BASE}${path}`, {

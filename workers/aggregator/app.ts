@@ -22,6 +22,8 @@ import { control } from "./control";
 import { metrics } from "./metrics";
 import { oidc } from "./oidc";
 import { query } from "./query";
+import { sinks } from "./sinks";
+import { sources } from "./sources";
 
 export const aggregator = new Hono<AppEnv>();
 
@@ -115,4 +117,6 @@ aggregator.route("/", query);
 aggregator.route("/", alerts);
 aggregator.route("/", oidc);
 aggregator.route("/", metrics);
+aggregator.route("/", sources);
+aggregator.route("/", sinks);
 aggregator.route("/", archive);

@@ -20,9 +20,9 @@ import { isStreamName } from "../../core/event";
 import { streamAllowed } from "../../core/keys";
 import { historyEnabled } from "../../db/client";
 import { REPLAY_MAX_DAYS, type ReplayStatus } from "../../durable-objects/metric-actor/replay";
-import { assertStream, requireKey } from "../lib/auth";
+import { assertStream, assertUnrestricted, requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
-import { actor } from "../lib/registry";
+import { actor, registry } from "../lib/registry";
 import type { AppEnv } from "../lib/types";
 import { jsonBody, onlyParams } from "../lib/validate";
 
@@ -163,6 +163,45 @@ archive.get("/v1/streams/:name/replay", requireKey("read"), onlyParams(), async 
   const replay = (await actor(c.env, grant.tenantId, name).replayStatus()) as ReplayStatus | null;
   if (replay === null) throw new ApiError("not_found", `No replay has been started for stream '${name}'.`);
   return c.json({ replay });
+});
+
+// Retention ------------------------------------------------------------------
+
+export const RetentionBody = z
+  .strictObject({
+    days: z
+      .int()
+      .min(1)
+      .max(3650)
+      .nullable()
+      .describe("Days of events (by their date) the archive keeps; null: the deployment's ARCHIVE_RETENTION_DAYS."),
+  })
+  .meta({ id: "ArchiveRetentionBody" });
+
+async function retentionView(env: Env, tenant: string, deployment: number) {
+  const own = await registry(env, tenant).archiveRetentionDays();
+  return { days: own === null ? deployment : Math.min(own, deployment), tenant_days: own, deployment_days: deployment };
+}
+
+archive.get("/v1/archive/retention", requireKey("read"), onlyParams(), async (c) =>
+  c.json(await retentionView(c.env, c.get("grant").tenantId, c.get("config").ARCHIVE_RETENTION_DAYS)),
+);
+
+archive.put("/v1/archive/retention", requireKey("admin"), jsonBody(RetentionBody), async (c) => {
+  const grant = c.get("grant");
+  assertUnrestricted(grant, "setting the tenant's archive retention");
+  const deployment = c.get("config").ARCHIVE_RETENTION_DAYS;
+  const { days } = c.req.valid("json");
+  if (days !== null && days > deployment) {
+    throw new ApiError(
+      "invalid_request",
+      `days: this deployment keeps the archive at most ${deployment} days (ARCHIVE_RETENTION_DAYS); give ${deployment} or fewer.`,
+    );
+  }
+  if ((await registry(c.env, grant.tenantId).setArchiveRetentionDays(days)) === null) {
+    throw new ApiError("tenant_not_found");
+  }
+  return c.json(await retentionView(c.env, grant.tenantId, deployment));
 });
 
 function inRange(line: string, from: number, to: number): boolean {

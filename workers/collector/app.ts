@@ -5,15 +5,13 @@
  * made its part durable.
  */
 import { Hono } from "hono";
-import { ERRORS, EVENT_ERRORS, type EventErrorCode, eventErrorMessage, type Rejection } from "../../core/errors";
-import { bodyFormat, decodeBody, type StreamEvent, validateEvent } from "../../core/event";
+import { ERRORS, EVENT_ERRORS, eventErrorMessage, type Rejection } from "../../core/errors";
+import { bodyFormat, decodeBody, validateEvent } from "../../core/event";
 import { streamAllowed } from "../../core/keys";
-import type { IngestResult } from "../../core/protocol";
-import { shardOf } from "../../core/shards";
 import { requireKey } from "../lib/auth";
 import { corsFrom } from "../lib/cors";
 import { ApiError, errorBody } from "../lib/errors";
-import { actor, registry, shard } from "../lib/registry";
+import { admitStreams, backfillCalls, learnShards, route, type StreamBatch } from "../lib/routing";
 import type { AppEnv } from "../lib/types";
 import { onlyParams } from "../lib/validate";
 import { readBody } from "./body";
@@ -25,112 +23,7 @@ export interface Receipt {
   rejected: Rejection[];
 }
 
-interface StreamBatch {
-  events: StreamEvent[];
-  indices: number[];
-  invalid: Partial<Record<EventErrorCode, number>>;
-}
-
 export const collector = new Hono<AppEnv>();
-
-/** Stream names this isolate has seen admitted, per tenant (bounded), so the registry is asked only about new ones. */
-const KNOWN_STREAMS_CAP = 100_000;
-const knownStreams = new Map<string, Set<string>>();
-let knownCount = 0;
-
-/** Returns the names refused by the tenant's stream cap. */
-async function admitStreams(env: Env, tenantId: string, names: string[], cap: number): Promise<string[]> {
-  const known = knownStreams.get(tenantId) ?? new Set<string>();
-  const unknown = names.filter((n) => !known.has(n));
-  if (unknown.length === 0) return [];
-  const { admitted, refused } = await registry(env, tenantId).admitStreams(unknown, cap);
-  if (knownCount + admitted.length > KNOWN_STREAMS_CAP) {
-    knownStreams.clear();
-    knownCount = 0;
-  }
-  for (const n of admitted) known.add(n);
-  knownCount += admitted.length;
-  knownStreams.set(tenantId, known);
-  return refused;
-}
-
-/**
- * Each stream's shard count as this isolate last learned it from an ingest reply (core/shards.ts), and
- * when. Trusted for SHARD_CACHE_MS; after that (or for a stream never seen) the isolate calls the
- * stream's primary, whose reply says the count again. Bounded: cleared past SHARD_COUNTS_CAP entries.
- */
-const SHARD_COUNTS_CAP = 100_000;
-const shardCounts = new Map<string, { n: number; at: number }>();
-/** Rotates id-less events over a stream's shards. */
-let spread = 0;
-
-function learnShards(key: string, n: number, now: number): void {
-  if (shardCounts.size >= SHARD_COUNTS_CAP && !shardCounts.has(key)) shardCounts.clear();
-  shardCounts.set(key, { n, at: now });
-}
-
-interface Call {
-  key: string;
-  /** Indices in the request of the events this call carries, in order. */
-  indices: number[];
-  send: () => Promise<IngestResult>;
-}
-
-/**
- * One call per stream, to its primary; or, for a stream spread over N > 1 shards, one call per shard
- * its events map to: events with an id by a hash of the id (a retry reaches the same shard), the
- * others in turn. Rejections the collector counted for a stream travel with its first call.
- */
-/** Backfill (?mode=backfill): one call per stream to its primary, which sends old events to history only. */
-function backfillCalls(env: Env, tenant: string, streams: Map<string, StreamBatch>): Call[] {
-  return [...streams].map(([name, b]) => ({
-    key: `${tenant}/${name}`,
-    indices: b.indices,
-    send: () =>
-      actor(env, tenant, name).backfill({
-        tenant,
-        stream: name,
-        events: b.events,
-        invalid: b.invalid,
-      }) as Promise<IngestResult>,
-  }));
-}
-
-function route(env: Env, tenant: string, streams: Map<string, StreamBatch>, now: number, ttl: number): Call[] {
-  const calls: Call[] = [];
-  for (const [name, b] of streams) {
-    const key = `${tenant}/${name}`;
-    const known = shardCounts.get(key);
-    const n = known && now - known.at <= ttl ? known.n : 1;
-    if (n <= 1) {
-      const req = { tenant, stream: name, events: b.events, invalid: b.invalid };
-      calls.push({
-        key,
-        indices: b.indices,
-        send: () => actor(env, tenant, name).ingest(req) as Promise<IngestResult>,
-      });
-      continue;
-    }
-    const parts = new Map<number, { events: StreamEvent[]; indices: number[] }>();
-    b.events.forEach((e, j) => {
-      const k = shardOf(e.id, n, spread++);
-      let part = parts.get(k);
-      if (part === undefined) {
-        part = { events: [], indices: [] };
-        parts.set(k, part);
-      }
-      part.events.push(e);
-      part.indices.push(b.indices[j]);
-    });
-    let first = true;
-    for (const [k, part] of parts) {
-      const req = { tenant, stream: name, events: part.events, invalid: first ? b.invalid : undefined, shard: k };
-      first = false;
-      calls.push({ key, indices: part.indices, send: () => shard(env, tenant, name, k).ingest(req) });
-    }
-  }
-  return calls;
-}
 
 /**
  * Buffered ingest (queued.ts): the events go to the ingest queue and the reply, 202, says how many

@@ -24,6 +24,8 @@ import {
 import { KEY_PROTOCOL_PREFIX, LIVE_PROTOCOL } from "../../core/live";
 import { QueryBody } from "../../core/query";
 import * as R from "../../core/responses";
+import { MAX_SINKS_PER_TENANT, SINK_MAX_QUEUED_SEGMENTS } from "../../core/sinks";
+import { MAX_SOURCES_PER_TENANT } from "../../core/sources";
 import { WINDOW_NAMES, type WindowName } from "../../core/window";
 import { ALERT_EVENTS } from "../aggregator/alerts";
 import { STREAM_LIST } from "../aggregator/app";
@@ -39,6 +41,8 @@ export const TAGS = {
   Tenant: "The tenant's usage and limits.",
   Operator: "Tenants, their keys and limits (the operator token, ADMIN_TOKEN).",
   Integrations: "Prometheus scrapes and rule files.",
+  Sources: "Pull sources: HTTP APIs, PostgreSQL, R2 file drops and Kafka, polled into streams (admin key).",
+  Sinks: "Sinks: every accepted event produced to Kafka through a REST Proxy (admin key).",
   Archive: "The raw archive: every accepted event, kept in R2.",
   Service: "Health, version and this description.",
 } as const;
@@ -142,6 +146,8 @@ export const PATH_PARAMS: Record<string, z.ZodType> = {
   tenant: z.string().describe("A tenant's id (`t_…`)."),
   key: z.string().describe("A key's id (`key_…`, as listed), not the key itself."),
   id: z.string().describe("An alert rule's id (`rule_…`)."),
+  source: z.string().describe("A source's id (`src_…`)."),
+  sink: z.string().describe("A sink's id (`snk_…`)."),
 };
 
 const windowName = z.enum(WINDOW_NAMES as [WindowName, ...WindowName[]]);
@@ -384,6 +390,24 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     responses: { 200: { description: "A page of the manifest.", json: R.SegmentList } },
     errors: ["invalid_stream_name", "invalid_range", "invalid_request", "archive_disabled"],
   },
+  "GET /v1/archive/retention": {
+    operationId: "getArchiveRetention",
+    tag: "Archive",
+    summary: "How many days of events the tenant's archive keeps",
+    responses: {
+      200: { description: "The retention in force, the tenant's own and the deployment's.", json: R.ArchiveRetention },
+    },
+    errors: [],
+  },
+  "PUT /v1/archive/retention": {
+    operationId: "setArchiveRetention",
+    tag: "Archive",
+    summary: "Set the tenant's archive retention (at most the deployment's ARCHIVE_RETENTION_DAYS)",
+    description:
+      "The daily maintenance deletes segments whose events' date is older; `null` goes back to the deployment's. An admin credential without stream prefixes.",
+    responses: { 200: { description: "The retention now in force.", json: R.ArchiveRetention } },
+    errors: ["invalid_request", "restricted_credential", "tenant_not_found"],
+  },
   "GET /v1/archive/export": {
     operationId: "exportArchive",
     tag: "Archive",
@@ -504,6 +528,98 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     description: `Deliveries carry \`${SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>\`.`,
     responses: { 200: { description: "The secret and how it signs.", json: R.WebhookSecret } },
     errors: ["restricted_credential"],
+  },
+
+  // Sources ------------------------------------------------------------------
+  "POST /v1/sources": {
+    operationId: "createSource",
+    tag: "Sources",
+    summary: "Create a pull source",
+    description: `One of four kinds (\`http\`, \`postgres\`, \`r2\`, \`kafka\`), each with a \`mapping\` from records to events (JSON paths) and its polling settings. Its secrets (an auth header's value, a connection string) are stored only in the source and never shown again. It polls at once, then every \`interval_ms\`; at most ${MAX_SOURCES_PER_TENANT} sources per tenant. An admin credential without stream prefixes.`,
+    responses: { 201: { description: "Created; the first poll is under way.", json: R.Source } },
+    errors: ["invalid_source", "source_limit", "restricted_credential", "tenant_not_found"],
+  },
+  "GET /v1/sources": {
+    operationId: "listSources",
+    tag: "Sources",
+    summary: "The tenant's sources with their status",
+    responses: { 200: { description: "Oldest first.", json: R.SourceList } },
+    errors: ["restricted_credential"],
+  },
+  "GET /v1/sources/:source": {
+    operationId: "getSource",
+    tag: "Sources",
+    summary: "One source: its settings (no secrets), state, cursor, lag, counts and last error",
+    responses: { 200: { description: "The source.", json: R.Source } },
+    errors: ["source_not_found", "restricted_credential"],
+  },
+  "POST /v1/sources/:source/pause": {
+    operationId: "pauseSource",
+    tag: "Sources",
+    summary: "Stop polling (events already produced are still delivered)",
+    responses: { 200: { description: "Paused.", json: R.Source } },
+    errors: ["source_not_found", "restricted_credential"],
+  },
+  "POST /v1/sources/:source/resume": {
+    operationId: "resumeSource",
+    tag: "Sources",
+    summary: "Poll again at once (also a failed source, once its cause is fixed)",
+    responses: { 200: { description: "Running.", json: R.Source } },
+    errors: ["source_not_found", "restricted_credential"],
+  },
+  "DELETE /v1/sources/:source": {
+    operationId: "deleteSource",
+    tag: "Sources",
+    summary: "Delete a source",
+    description: "Delivers what its outbox holds one last time, then forgets the source, its cursor and its secrets.",
+    responses: { 200: { description: "Deleted.", json: R.SourceDeleted } },
+    errors: ["source_not_found", "restricted_credential"],
+  },
+
+  // Sinks --------------------------------------------------------------------
+  "POST /v1/sinks": {
+    operationId: "createSink",
+    tag: "Sinks",
+    summary: "Create a Kafka sink",
+    description: `Produces every event the tenant's streams accept (or those of streams under \`streams\` prefixes) to \`topic\` through a Kafka REST Proxy's v3 produce API, read from the raw archive segment by segment (so it follows the archive by about ARCHIVE_FLUSH_MS). The auth header's value is stored only in the sink. At most ${MAX_SINKS_PER_TENANT} sinks per tenant; at most ${SINK_MAX_QUEUED_SEGMENTS} segments wait in one (the oldest are let go past that, counted). An admin credential without stream prefixes.`,
+    responses: { 201: { description: "Created; it produces from the next archive write on.", json: R.Sink } },
+    errors: ["invalid_sink", "sink_limit", "restricted_credential", "tenant_not_found"],
+  },
+  "GET /v1/sinks": {
+    operationId: "listSinks",
+    tag: "Sinks",
+    summary: "The tenant's sinks with their status",
+    responses: { 200: { description: "Oldest first.", json: R.SinkList } },
+    errors: ["restricted_credential"],
+  },
+  "GET /v1/sinks/:sink": {
+    operationId: "getSink",
+    tag: "Sinks",
+    summary: "One sink: its settings (no secret), state, queue, lag, counts and last error",
+    responses: { 200: { description: "The sink.", json: R.Sink } },
+    errors: ["sink_not_found", "restricted_credential"],
+  },
+  "POST /v1/sinks/:sink/pause": {
+    operationId: "pauseSink",
+    tag: "Sinks",
+    summary: "Stop producing (segments keep queueing)",
+    responses: { 200: { description: "Paused.", json: R.Sink } },
+    errors: ["sink_not_found", "restricted_credential"],
+  },
+  "POST /v1/sinks/:sink/resume": {
+    operationId: "resumeSink",
+    tag: "Sinks",
+    summary: "Produce again at once (also a failed sink, once its cause is fixed)",
+    responses: { 200: { description: "Running.", json: R.Sink } },
+    errors: ["sink_not_found", "restricted_credential"],
+  },
+  "DELETE /v1/sinks/:sink": {
+    operationId: "deleteSink",
+    tag: "Sinks",
+    summary: "Delete a sink",
+    description: "Stops it at once; what it had not produced stays in the archive.",
+    responses: { 200: { description: "Deleted.", json: R.SinkDeleted } },
+    errors: ["sink_not_found", "restricted_credential"],
   },
 
   // Keys ---------------------------------------------------------------------

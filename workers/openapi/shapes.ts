@@ -11,6 +11,8 @@ import type { OidcPublicConfig } from "../../core/oidc";
 import type { FlushStatus, KeyInfo, StreamCounters, StreamSnapshot, Tenant, TenantLimits } from "../../core/protocol";
 import type * as R from "../../core/responses";
 import type { ScalingStatus } from "../../core/shards";
+import type { SinkView } from "../../core/sinks";
+import type { SourceView } from "../../core/sources";
 import type { Aggregates } from "../../core/window";
 import type { HistoryPoint } from "../../db/history";
 import type { ActorStats, DeliveryInfo, MetricActor } from "../../durable-objects/metric-actor";
@@ -57,4 +59,8 @@ export type ResponseShapeChecks = [
   Check<Same<Out<typeof R.TenantUsage>["usage"], ReturnType<TenantRegistry["usage"]>>>,
   Check<Same<Out<typeof R.OidcConfigView>, OidcView>>,
   Check<Same<Out<typeof R.OidcPublicConfig>, OidcPublicConfig>>,
+  Check<Same<Out<typeof R.Source>, SourceView>>,
+  Check<Same<Out<typeof R.SourceStatus>, SourceView["status"]>>,
+  Check<Same<Out<typeof R.Sink>, SinkView>>,
+  Check<Same<Out<typeof R.SinkStatus>, SinkView["status"]>>,
 ];
