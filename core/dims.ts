@@ -208,6 +208,14 @@ export class DimState {
     if (this.dims[d.id] === undefined) this.#add(d.name, d.keys, d.id);
   }
 
+  /** A key's dimension, created if the stream has room for another key (maxKeys); null when it has not. */
+  addKey(key: string): { dim: Dimension; created: boolean } | null {
+    const d = this.#byKey.get(key);
+    if (d !== undefined) return { dim: d, created: false };
+    if (this.#byKey.size >= this.options.maxKeys) return null;
+    return { dim: this.#add(key, [key]), created: true };
+  }
+
   /** Declares dimension sets (validated by the caller); returns the ones created. Existing sets keep their ids. */
   declareSets(sets: string[][]): Dimension[] {
     const created: Dimension[] = [];
@@ -237,16 +245,13 @@ export class DimState {
       const minute = minuteOf(secondOf(e.ts));
       const targets: Array<{ dim: Dimension; value: string }> = [];
       for (const [k, v] of Object.entries(e.dims)) {
-        let d = this.#byKey.get(k);
-        if (d === undefined) {
-          if (this.#byKey.size >= this.options.maxKeys) {
-            result.droppedKeys++;
-            continue;
-          }
-          d = this.#add(k, [k]);
-          result.newDims.push(d);
+        const d = this.addKey(k);
+        if (d === null) {
+          result.droppedKeys++;
+          continue;
         }
-        targets.push({ dim: d, value: v });
+        if (d.created) result.newDims.push(d.dim);
+        targets.push({ dim: d.dim, value: v });
       }
       for (const s of this.#sets) {
         const v = tupleValue(s.keys, e.dims);

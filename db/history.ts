@@ -4,7 +4,7 @@
  * of rows merges into the exact aggregate of their union: sums add, min/max
  * compare, DDSketches add bin-wise, HyperLogLogs take register-wise max.
  */
-import { and, asc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, lt, notExists, sql } from "drizzle-orm";
 import { Accumulator, type Aggregate, type Figures, figuresOf } from "../core/aggregate";
 import { HISTORY_STEP_MS, type HistoryStepName } from "../core/history-query";
 import { distinctOfEncoded, PeriodHll } from "../core/hll";
@@ -17,7 +17,9 @@ import {
   backfillBatches,
   type DimTable,
   metricsDay,
-  type metricsDimMinute,
+  metricsDimDay,
+  metricsDimHour,
+  metricsDimMinute,
   metricsHour,
   metricsMinute,
   rollupState,
@@ -276,9 +278,21 @@ export async function applyBackfill(
 }
 
 /**
- * A replay's swap: the stream's minute rows over [from, to) become exactly `rows`, in one transaction
- * (readers see the old rows or the new, never a mix). Hour and day rows wholly inside the range that no
- * longer have a minute are deleted; the others are redone by the next rollup (their minutes' updated_at).
+ * A replay's dimension rows (db side of durable-objects/metric-actor/replay.ts): the dimensions it rebuilt
+ * (their rows over the range are replaced; other dimensions' rows are left alone) and the new minute rows,
+ * in batches (a minute's rows at a time, so a long range is never held at once).
+ */
+export interface DimReplacement {
+  dims: string[];
+  batches: Iterable<DimPeriodInsert[]>;
+}
+
+/**
+ * A replay's swap: the stream's minute rows over [from, to) become exactly `rows`, and with `dims` its
+ * dimension minute rows of those dimensions become exactly the rows given, in one transaction (readers
+ * see the old rows or the new, never a mix). Hour and day rows wholly inside the range that no longer
+ * have a minute (for dimension rows: a minute of their dimension and value) are deleted; the others are
+ * redone by the next rollup (their minutes' updated_at). Returns the dimension rows written.
  */
 export async function replaceMinutes(
   db: Db,
@@ -287,8 +301,9 @@ export async function replaceMinutes(
   from: number,
   to: number,
   rows: MinutePeriod[],
-): Promise<void> {
-  await db.transaction(async (tx) => {
+  dims?: DimReplacement,
+): Promise<number> {
+  return db.transaction(async (tx) => {
     const t = tx as unknown as Db;
     for (const table of ["metrics_minute", "metrics_hour", "metrics_day"]) {
       await tx.execute(sql`SELECT edgepulse_ensure_partitions(${table}, ${new Date(from)}, ${new Date(to)})`);
@@ -317,7 +332,68 @@ export async function replaceMinutes(
           await tx.delete(table).where(scope(table, p, p + size));
       }
     }
+    return dims ? await replaceDimMinutes(t, tenantId, stream, from, to, dims) : 0;
   });
+}
+
+/** The dimension half of a replay's swap; call inside replaceMinutes's transaction. */
+async function replaceDimMinutes(
+  tx: Db,
+  tenantId: string,
+  stream: string,
+  from: number,
+  to: number,
+  r: DimReplacement,
+): Promise<number> {
+  if (r.dims.length === 0) return 0;
+  for (const table of ["metrics_dim_minute", "metrics_dim_hour", "metrics_dim_day"]) {
+    await tx.execute(sql`SELECT edgepulse_ensure_partitions(${table}, ${new Date(from)}, ${new Date(to)})`);
+  }
+  const scope = (table: DimTable, lo: number, hi: number) =>
+    and(
+      eq(table.tenantId, tenantId),
+      eq(table.stream, stream),
+      inArray(table.dim, r.dims),
+      gte(table.bucket, new Date(lo)),
+      lt(table.bucket, new Date(hi)),
+    );
+  await tx.delete(metricsDimMinute).where(scope(metricsDimMinute, from, to));
+  let written = 0;
+  let chunk: DimPeriodInsert[] = [];
+  const put = async () => {
+    await upsertDimPeriods(tx, metricsDimMinute, chunk);
+    written += chunk.length;
+    chunk = [];
+  };
+  for (const batch of r.batches) {
+    for (const row of batch) chunk.push(row);
+    if (chunk.length >= UPSERT_CHUNK) await put();
+  }
+  if (chunk.length > 0) await put();
+  const m = metricsDimMinute;
+  for (const [table, unit, size] of [
+    [metricsDimHour, "1 hour", 3_600_000],
+    [metricsDimDay, "1 day", 86_400_000],
+  ] as const) {
+    const lo = Math.ceil(from / size) * size;
+    const hi = Math.floor(to / size) * size;
+    if (lo >= hi) continue;
+    const minutes = tx
+      .select({ one: sql`1` })
+      .from(m)
+      .where(
+        and(
+          eq(m.tenantId, tenantId),
+          eq(m.stream, stream),
+          eq(m.dim, table.dim),
+          eq(m.value, table.value),
+          gte(m.bucket, table.bucket),
+          lt(m.bucket, sql`${table.bucket} + ${sql.raw(`interval '${unit}'`)}`),
+        ),
+      );
+    await tx.delete(table).where(and(scope(table, lo, hi), notExists(minutes)));
+  }
+  return written;
 }
 
 /** Alert transitions with their webhook deliveries; a repeated write updates the deliveries. */

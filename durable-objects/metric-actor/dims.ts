@@ -189,6 +189,22 @@ export class Dims {
     );
   }
 
+  /**
+   * Makes the stream know these keys as dimensions (a replay found them in the archive: backfilled events
+   * are not aggregated by dimension live), within the key budget. Returns the keys the stream knows
+   * (refused ones are left out). Call inside a transaction.
+   */
+  adoptKeys(keys: string[]): string[] {
+    const known: string[] = [];
+    for (const k of keys) {
+      const d = this.state.addKey(k);
+      if (d === null) continue;
+      if (d.created) this.#writeDim(d.dim, true);
+      known.push(k);
+    }
+    return known;
+  }
+
   /** Applies admitted events in memory; returns what persist() must write in the commit's transaction. */
   apply(events: DimEvent[]): DimApplyResult {
     return this.state.apply(events);
@@ -259,36 +275,6 @@ export class Dims {
     return Math.max(now, (first + 1) * 60_000);
   }
 
-  /** The rows of one minute: every value of every dimension (for history, and for queries). */
-  #rows(minute: number, block: Uint8Array | null, onlyDims?: Set<string>, onlyValues?: Set<string>): DimRow[] {
-    const span = this.state.span(
-      minute,
-      minute,
-      this.dimensions().map((d) => d.id),
-      block ? new Map([[minute, block]]) : new Map(),
-    );
-    const out: DimRow[] = [];
-    for (const [dimId, groups] of span.groups) {
-      const d = this.state.dims[dimId];
-      if (!d || (onlyDims && !onlyDims.has(d.name))) continue;
-      const over = span.overflow.get(dimId);
-      for (const [vid, g] of groups) {
-        const value = this.state.valueOf(dimId, vid);
-        if (value === undefined || (onlyValues && !onlyValues.has(value))) continue;
-        out.push({
-          bucket: minute * 60_000,
-          dim: d.name,
-          value,
-          aggregate: g.acc.toAggregate(),
-          hll: encodeUsers(g.users),
-          topkCount: vid === OTHER_VID && over ? over.count.encode() : null,
-          topkSum: vid === OTHER_VID && over ? over.sum.encode() : null,
-        });
-      }
-    }
-    return out;
-  }
-
   /**
    * Rows for the query engine over [fromMs, toMs): with history on, the minutes PostgreSQL does not
    * have in full yet (open, and packed but not yet written); with history off, every minute held.
@@ -315,7 +301,8 @@ export class Dims {
       }
     }
     const out: DimRow[] = [];
-    for (const m of [...minutes].sort((a, b) => a - b)) out.push(...this.#rows(m, this.#block(m), only, onlyValues));
+    for (const m of [...minutes].sort((a, b) => a - b))
+      out.push(...dimMinuteRows(this.state, m, this.#block(m), { dims: only, values: onlyValues }));
     return out;
   }
 
@@ -324,7 +311,7 @@ export class Dims {
     const rows: DimPeriodInsert[] = [];
     for (const e of entries) {
       const m = Number(e.key);
-      for (const r of this.#rows(m, this.#block(m))) {
+      for (const r of dimMinuteRows(this.state, m, this.#block(m))) {
         rows.push({
           tenantId: meta.tenant,
           stream: meta.stream,
@@ -348,6 +335,50 @@ export class Dims {
     for (const d of this.state.dicts.values()) values += d.size;
     return { dimensions: this.dimensions().length, values, hot_minutes: this.state.hot.size };
   }
+}
+
+/**
+ * The rows of one minute of `state`: every value of every dimension, from `block` and the minute's open
+ * contributions (live history and queries, and replay.ts's rebuilt history). `nameOf` names a group's
+ * value (by default the state's dictionary); `dims` and `values` keep only those dimensions and values.
+ */
+export function dimMinuteRows(
+  state: DimState,
+  minute: number,
+  block: Uint8Array | null,
+  only: {
+    dims?: Set<string>;
+    values?: Set<string>;
+    nameOf?: (dim: number, vid: number) => string | undefined;
+  } = {},
+): DimRow[] {
+  const span = state.span(
+    minute,
+    minute,
+    state.dims.filter((d) => d !== undefined).map((d) => d.id),
+    block ? new Map([[minute, block]]) : new Map(),
+  );
+  const nameOf = only.nameOf ?? ((dim: number, vid: number) => state.valueOf(dim, vid));
+  const out: DimRow[] = [];
+  for (const [dimId, groups] of span.groups) {
+    const d = state.dims[dimId];
+    if (!d || (only.dims && !only.dims.has(d.name))) continue;
+    const over = span.overflow.get(dimId);
+    for (const [vid, g] of groups) {
+      const value = nameOf(dimId, vid);
+      if (value === undefined || (only.values && !only.values.has(value))) continue;
+      out.push({
+        bucket: minute * 60_000,
+        dim: d.name,
+        value,
+        aggregate: g.acc.toAggregate(),
+        hll: encodeUsers(g.users),
+        topkCount: vid === OTHER_VID && over ? over.count.encode() : null,
+        topkSum: vid === OTHER_VID && over ? over.sum.encode() : null,
+      });
+    }
+  }
+  return out;
 }
 
 /** Encoded HLL registers of a group (an empty sparse HLL when it had no users). */

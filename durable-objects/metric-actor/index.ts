@@ -190,7 +190,7 @@ export class MetricActor extends DurableObject<Env> {
     const alerts: Alerts = new Alerts(sql, storage, store, outbox, history, live, meta);
     const webhooks = new Webhooks(this.env, storage, outbox, history, meta);
     const archive = new Archive(this.env, this.config, sql, storage, meta, () => replay.holdsArchive());
-    const replay: Replay = new Replay(this.env, this.config, sql, storage, outbox, meta);
+    const replay: Replay = new Replay(this.env, this.config, sql, storage, outbox, meta, dims);
     const backfill = new Backfill(this.config, sql, storage, outbox, archive, Boolean(this.env.DATABASE_URL));
     const ingest: Ingest = new Ingest(sql, storage, this.config, store, {
       applyDims: (events) => dims.apply(events),
@@ -317,8 +317,8 @@ export class MetricActor extends DurableObject<Env> {
   }
 
   /**
-   * Starts rebuilding the stream's minute history over [from, to) from the archive (replay.ts). Null when
-   * a replay is already running (its status is returned instead, with `running: true`).
+   * Starts rebuilding the stream's minute and dimension history over [from, to) from the archive
+   * (replay.ts). Null when a replay is already running (its status is returned instead, with `running: true`).
    */
   async startReplay(
     tenant: string,

@@ -39,5 +39,9 @@ export const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS backfill_ids (id TEXT PRIMARY KEY) WITHOUT ROWID",
   // A replay's shadow minutes (replay.ts): one row per minute of its range, cleared when it ends.
   "CREATE TABLE IF NOT EXISTS replay_minutes (minute INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+  // Its shadow dimension blocks (one packed block per minute of its range, with the values its groups name)
+  // and its own value dictionaries (≤ MAX_DIM_VALUES per dimension), cleared when it ends.
+  "CREATE TABLE IF NOT EXISTS replay_dim_blocks (minute INTEGER PRIMARY KEY, block BLOB NOT NULL, vals TEXT NOT NULL)",
+  "CREATE TABLE IF NOT EXISTS replay_dim_values (dim INTEGER NOT NULL, vid INTEGER NOT NULL, value TEXT NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (dim, vid)) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS archive_plan (key TEXT PRIMARY KEY, hour INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL)",
 ];
