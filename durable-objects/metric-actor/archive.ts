@@ -16,7 +16,7 @@
  */
 import {
   archiveEnabled,
-  archiveLine,
+  archiveLines,
   gzip,
   hourOf,
   manifestMetadata,
@@ -89,15 +89,15 @@ export class Archive implements Wakeable {
   /** Appends accepted events to the log, one row per event hour. Call inside the admitting transaction. */
   append(stream: string, events: StreamEvent[], now: number): void {
     if (!this.enabled || events.length === 0) return;
-    const byHour = new Map<number, { lines: string[]; min: number; max: number }>();
+    const byHour = new Map<number, { events: StreamEvent[]; min: number; max: number }>();
     for (const e of events) {
       const h = hourOf(e.ts);
       let g = byHour.get(h);
       if (g === undefined) {
-        g = { lines: [], min: e.ts, max: e.ts };
+        g = { events: [], min: e.ts, max: e.ts };
         byHour.set(h, g);
       }
-      g.lines.push(archiveLine(stream, e));
+      g.events.push(e);
       if (e.ts < g.min) g.min = e.ts;
       if (e.ts > g.max) g.max = e.ts;
     }
@@ -105,10 +105,10 @@ export class Archive implements Wakeable {
       this.sql.exec(
         "INSERT INTO archive_log (hour, count, min_ts, max_ts, lines) VALUES (?, ?, ?, ?, ?)",
         hour,
-        g.lines.length,
+        g.events.length,
         g.min,
         g.max,
-        g.lines.join("\n"),
+        archiveLines(stream, g.events),
       );
     }
     this.pending += events.length;
@@ -219,7 +219,7 @@ export class Archive implements Wakeable {
       .toArray();
     const count = rows.reduce((n, r) => n + r.count, 0);
     if (rows.length > 0) {
-      const body = await gzip(`${rows.map((r) => r.lines).join("\n")}\n`);
+      const body = gzip(`${rows.map((r) => r.lines).join("\n")}\n`);
       const sha256 = await sha256Hex(body);
       const from = Math.min(...rows.map((r) => r.min_ts));
       const to = Math.max(...rows.map((r) => r.max_ts));
