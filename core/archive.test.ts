@@ -28,6 +28,17 @@ describe("archive lines", () => {
       expect(JSON.parse(line)).toEqual(JSON.parse(archiveLine("orders.paid", events[i])));
     });
     expect(archiveLines("one", validated([{ ts: 1_763_869_000_005 }]))).toBe('{"name":"one","ts":1763869000005}');
+    // Strings ending in `},{` put the cut's sequence inside an event (their closing quote follows).
+    const hostile = validated([
+      { ts: 1_763_869_000_001, id: "x},{" },
+      { ts: 1_763_869_000_002, user: "},{", dims: { "a},{": "b},{" } },
+      { ts: 1_763_869_000_003 },
+    ]);
+    const hostileLines = archiveLines("s", hostile).split("\n");
+    expect(hostileLines).toHaveLength(3);
+    hostileLines.forEach((line, i) => {
+      expect(JSON.parse(line)).toEqual(JSON.parse(archiveLine("s", hostile[i])));
+    });
     expect(archiveLines("none", [])).toBe("");
   });
 });

@@ -321,16 +321,27 @@ export async function replaceMinutes(
       metricsMinute,
       rows.map((r) => ({ tenantId, stream, bucket: new Date(r.bucket), aggregate: r.aggregate, hll: r.hll })),
     );
-    for (const [table, size] of [
-      [metricsHour, 3_600_000],
-      [metricsDay, 86_400_000],
+    // Hour and day rows touching the range (its partial first and last periods too) that no longer have a
+    // minute anywhere in their period: the rollup, which works from minutes, would never revisit them.
+    const m = metricsMinute;
+    for (const [table, unit, size] of [
+      [metricsHour, "1 hour", 3_600_000],
+      [metricsDay, "1 day", 86_400_000],
     ] as const) {
-      const lo = Math.ceil(from / size) * size;
-      const hi = Math.floor(to / size) * size;
-      for (let p = lo; p < hi; p += size) {
-        if (!rows.some((r) => r.bucket >= p && r.bucket < p + size))
-          await tx.delete(table).where(scope(table, p, p + size));
-      }
+      const minutes = tx
+        .select({ one: sql`1` })
+        .from(m)
+        .where(
+          and(
+            eq(m.tenantId, tenantId),
+            eq(m.stream, stream),
+            gte(m.bucket, table.bucket),
+            lt(m.bucket, sql`${table.bucket} + ${sql.raw(`interval '${unit}'`)}`),
+          ),
+        );
+      const lo = Math.floor(from / size) * size;
+      const hi = Math.ceil(to / size) * size;
+      await tx.delete(table).where(and(scope(table, lo, hi), notExists(minutes)));
     }
     return dims ? await replaceDimMinutes(t, tenantId, stream, from, to, dims) : 0;
   });
@@ -375,9 +386,9 @@ async function replaceDimMinutes(
     [metricsDimHour, "1 hour", 3_600_000],
     [metricsDimDay, "1 day", 86_400_000],
   ] as const) {
-    const lo = Math.ceil(from / size) * size;
-    const hi = Math.floor(to / size) * size;
-    if (lo >= hi) continue;
+    // Partial first and last periods too: the check looks at the whole period's minutes.
+    const lo = Math.floor(from / size) * size;
+    const hi = Math.ceil(to / size) * size;
     const minutes = tx
       .select({ one: sql`1` })
       .from(m)

@@ -12,8 +12,8 @@
  *      max_backoff_ms; 401/403 and other client errors stop the sink (`failed`) until it is resumed.
  *
  * Exactly what the archive holds reaches the topic, in each stream's order, with one exception stated in
- * the README: a restart after the proxy wrote a request's records and before their count was stored
- * produces that request (≤ SINK_RECORDS_PER_REQUEST records) again. Bounds: SINK_MAX_QUEUED_SEGMENTS
+ * the README: a request whose records the proxy wrote but whose answer was lost (a timeout, a dropped
+ * connection, a restart before the count was stored) is sent again (≤ SINK_RECORDS_PER_REQUEST records). Bounds: SINK_MAX_QUEUED_SEGMENTS
  * queued (the oldest let go past it, counted), SINK_DONE_MAX keys remembered as done.
  */
 import { DurableObject } from "cloudflare:workers";
@@ -83,6 +83,7 @@ export class SinkActor extends DurableObject<Env> {
   /** The proxy's cluster id when the config names none (asked once per incarnation). */
   #clusterId: string | null = null;
   #queue: Promise<unknown> = Promise.resolve();
+  #deleted = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -93,6 +94,9 @@ export class SinkActor extends DurableObject<Env> {
   }
 
   #get<T>(k: string): T | null {
+    // Deleted: deleteAll() dropped the tables too; this instance holds nothing any more (a stream's actor
+    // that still lists the sink gets `false` from enqueue and forgets it).
+    if (this.#deleted) return null;
     const row = this.#sql.exec<{ v: string }>("SELECT v FROM kv WHERE k = ?", k).toArray()[0];
     return row ? (JSON.parse(row.v) as T) : null;
   }
@@ -197,9 +201,10 @@ export class SinkActor extends DurableObject<Env> {
       }
       const n = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM queue").one().n;
       if (n > SINK_MAX_QUEUED_SEGMENTS) {
+        // The oldest waiting ones; never the head, which may be being produced right now.
         const over = this.#sql
           .exec<{ seq: number; key: string }>(
-            "SELECT seq, key FROM queue ORDER BY seq LIMIT ?",
+            "SELECT seq, key FROM queue ORDER BY seq LIMIT ? OFFSET 1",
             n - SINK_MAX_QUEUED_SEGMENTS,
           )
           .toArray();
@@ -259,6 +264,7 @@ export class SinkActor extends DurableObject<Env> {
     const queued = await this.#serial(
       async () => this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM queue").one().n,
     );
+    this.#deleted = true;
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     return { queued_segments: queued };
@@ -267,6 +273,7 @@ export class SinkActor extends DurableObject<Env> {
   // Producing ---------------------------------------------------------------
 
   #head(): QueueRow | null {
+    if (this.#deleted) return null;
     return this.#sql.exec<QueueRow>("SELECT * FROM queue ORDER BY seq LIMIT 1").toArray()[0] ?? null;
   }
 
@@ -282,18 +289,30 @@ export class SinkActor extends DurableObject<Env> {
   async #segment(row: QueueRow): Promise<void> {
     const config = this.#get<SinkConfig>("config") as SinkConfig;
     const object = await (this.env.ARCHIVE as R2Bucket).get(row.key);
-    let lines: Array<Record<string, unknown>> = [];
-    if (object !== null) {
-      const text = await gunzip(await object.arrayBuffer());
-      lines = text
-        .split("\n")
-        .filter((l) => l.length > 0)
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    if (object === null) {
+      // Gone from R2 (the archive's retention removed it while the sink waited): skipped, counted, named.
+      this.ctx.storage.transactionSync(() => {
+        this.#sql.exec("DELETE FROM queue WHERE seq = ?", row.seq);
+        this.#counters((c) => {
+          c.skipped++;
+        });
+        this.#run((r) => {
+          r.last_error = {
+            at: Date.now(),
+            code: "object_unreadable",
+            message: `Segment ${row.key} is no longer in the archive (retention); its ${row.count} events were not produced.`,
+          };
+        });
+      });
+      return;
     }
-    // A segment gone from R2 (the archive's retention removed it while the sink waited) produces nothing.
+    const lines = (await gunzip(await object.arrayBuffer()))
+      .split("\n")
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     for (let at = row.produced; at < lines.length; ) {
       const chunk = lines.slice(at, at + SINK_RECORDS_PER_REQUEST);
-      const written = await this.#request(config, chunk);
+      const written = await this.#request(config, chunk, row.seq);
       at += written;
       this.ctx.storage.transactionSync(() => {
         this.#sql.exec("UPDATE queue SET produced = ? WHERE seq = ?", at, row.seq);
@@ -320,7 +339,7 @@ export class SinkActor extends DurableObject<Env> {
   }
 
   /** One produce request; returns how many records were written, all of them or it throws. */
-  async #request(config: SinkConfig, lines: Array<Record<string, unknown>>): Promise<number> {
+  async #request(config: SinkConfig, lines: Array<Record<string, unknown>>, seq: number): Promise<number> {
     const root = config.url.replace(/\/+$/, "");
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
     const secret = this.#get<{ auth?: string }>("secrets")?.auth;
@@ -345,9 +364,8 @@ export class SinkActor extends DurableObject<Env> {
     if (reports.failure !== null) {
       if (reports.written > 0) {
         // Keep what was written: store it, then fail (the rest is retried after the backoff).
-        const head = this.#head() as QueueRow;
         this.ctx.storage.transactionSync(() => {
-          this.#sql.exec("UPDATE queue SET produced = produced + ? WHERE seq = ?", reports.written, head.seq);
+          this.#sql.exec("UPDATE queue SET produced = produced + ? WHERE seq = ?", reports.written, seq);
           this.#counters((c) => {
             c.events += reports.written;
           });

@@ -232,6 +232,15 @@ describe("archive API", () => {
     expect(await env.ARCHIVE.head(key(short.tenantId))).toBeNull();
     expect(await env.ARCHIVE.head(key(other.tenantId))).not.toBeNull();
 
+    // A replay cannot reach before the tenant's retention: the archive no longer holds those events.
+    const replay = await SELF.fetch(`${BASE}/v1/streams/s.kept/replay`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${short.admin}`, "content-type": "application/json" },
+      body: JSON.stringify({ from: Date.now() - 10 * 86_400_000, to: Date.now() - 9 * 86_400_000 }),
+    });
+    const refused = await expectError(replay, 400, "invalid_range");
+    expect(refused.message).toContain("keeps 3 days");
+
     // Back to the deployment's: null.
     expect(await (await put(short.admin, { days: null })).json()).toMatchObject({ days: 365, tenant_days: null });
   });

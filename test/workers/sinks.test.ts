@@ -141,6 +141,15 @@ describe("/v1/sinks: create, list, get, pause, resume, delete", () => {
     const deleted = await call("DELETE", `/v1/sinks/${s.id}`, t.admin);
     expect(await deleted.json()).toEqual({ deleted: s.id, queued_segments: 0 });
     await expectError(await call("GET", `/v1/sinks/${s.id}`, t.admin), 404, "sink_not_found");
+    // A stream's actor that still lists the deleted sink is told it is gone (never an error that would
+    // hold the archive back), and the sink keeps nothing.
+    const gone = await runInDurableObject(stub(t, s.id), (a: SinkActor) =>
+      a.enqueue([
+        { key: `raw/${t.tenantId}/x/2026-01-01/00/000000000001-000000000001.ndjson.gz`, stream: "x", count: 1 },
+      ]),
+    );
+    expect(gone).toBe(false);
+    expect(await runInDurableObject(stub(t, s.id), (a: SinkActor) => a.view())).toBeNull();
     for (const text of bodies) expect(text.includes("kafka-sink-secret-77")).toBe(false);
   });
 });

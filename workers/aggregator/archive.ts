@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import {
+  archiveEnabled,
   archivePrefix,
   datesOf,
   EXPORT_MAX_SEGMENTS,
@@ -14,8 +15,10 @@ import {
   gunzip,
   manifestOf,
   parseArchiveRange,
+  retentionCutoff,
   type SegmentManifest,
 } from "../../core/archive";
+import type { Config } from "../../core/config";
 import { isStreamName } from "../../core/event";
 import { streamAllowed } from "../../core/keys";
 import { historyEnabled } from "../../db/client";
@@ -31,9 +34,9 @@ export const archive = new Hono<AppEnv>();
 /** Segments per page of the manifest (R2 lists at most 1,000 keys a call). */
 export const MANIFEST_PAGE = { default: 100, max: 1000 } as const;
 
-function bucket(env: Env): R2Bucket {
-  if (!env.ARCHIVE) throw new ApiError("archive_disabled");
-  return env.ARCHIVE;
+function bucket(env: Env, config: Config): R2Bucket {
+  if (!archiveEnabled(env, config)) throw new ApiError("archive_disabled");
+  return env.ARCHIVE as R2Bucket;
 }
 
 function streamParam(raw: string | undefined): string | undefined {
@@ -63,7 +66,7 @@ archive.get("/v1/archive", requireKey("read"), onlyParams("stream", "from", "to"
     throw new ApiError("invalid_request", `limit must be an integer from 1 to ${MANIFEST_PAGE.max}.`);
   }
   const prefix = archivePrefix(grant.tenantId, stream);
-  const b = bucket(c.env);
+  const b = bucket(c.env, c.get("config"));
   // One listing page; segments outside the range or the credential's prefixes are left out of it.
   const page = await b.list({
     prefix,
@@ -89,7 +92,7 @@ archive.get("/v1/archive/export", requireKey("read"), onlyParams("stream", "from
   if (stream === undefined) throw new ApiError("invalid_request", "stream: name the stream to export.");
   assertStream(grant, stream);
   const { from, to } = parseArchiveRange(c.req.query("from"), c.req.query("to"), Date.now(), EXPORT_MAX_SPAN_MS);
-  const b = bucket(c.env);
+  const b = bucket(c.env, c.get("config"));
   const prefix = archivePrefix(grant.tenantId, stream);
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const out = writable.getWriter();
@@ -137,11 +140,21 @@ archive.post("/v1/streams/:name/replay", requireKey("admin"), jsonBody(ReplayBod
   const grant = c.get("grant");
   const name = streamParam(c.req.param("name")) as string;
   assertStream(grant, name);
-  bucket(c.env);
+  const config = c.get("config");
+  bucket(c.env, config);
   if (!historyEnabled(c.env)) throw new ApiError("history_disabled");
   const body = c.req.valid("json");
   const now = Date.now();
   const { from, to } = parseArchiveRange(String(body.from), String(body.to), now, REPLAY_MAX_DAYS * 86_400_000);
+  // Before the tenant's retention the archive holds nothing any more: a replay there would empty history.
+  const { days } = await retentionView(c.env, grant.tenantId, config.ARCHIVE_RETENTION_DAYS);
+  const kept = Date.parse(`${retentionCutoff(now, days)}T00:00:00Z`);
+  if (from < kept) {
+    throw new ApiError(
+      "invalid_range",
+      `from: the archive keeps ${days} days (events dated ${new Date(kept).toISOString().slice(0, 10)} or later); a replay before that would replace history with nothing.`,
+    );
+  }
   if (from >= now - c.get("config").ALLOWED_LATENESS_MS) {
     throw new ApiError(
       "invalid_range",
