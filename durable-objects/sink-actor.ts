@@ -17,7 +17,7 @@
  * queued (the oldest let go past it, counted), SINK_DONE_MAX keys remembered as done.
  */
 import { DurableObject } from "cloudflare:workers";
-import { gunzip } from "../core/archive";
+import { archivePrefix, gunzip } from "../core/archive";
 import {
   deliveryReports,
   produceRecord,
@@ -185,11 +185,15 @@ export class SinkActor extends DurableObject<Env> {
    * does not exist (deleted: the caller forgets it). Never waits for Kafka.
    */
   async enqueue(segments: SegmentWritten[]): Promise<boolean> {
-    if (this.#get<Meta>("meta") === null) return false;
+    const meta = this.#get<Meta>("meta");
+    if (meta === null) return false;
     const now = Date.now();
     let skipped: string | null = null;
+    // Only this sink's tenant's segments (its streams' actors are the only callers; this makes it a rule).
+    const own = archivePrefix(meta.tenant);
     this.ctx.storage.transactionSync(() => {
       for (const s of segments) {
+        if (!s.key.startsWith(own)) continue;
         if (this.#sql.exec("SELECT 1 FROM done WHERE key = ?", s.key).toArray().length > 0) continue;
         this.#sql.exec(
           "INSERT OR IGNORE INTO queue (key, stream, count, queued_at) VALUES (?, ?, ?, ?)",

@@ -233,11 +233,13 @@ describe("producing accepted events", () => {
     const got = await reached(t, s.id, "restart-out", "carts", 50);
     expect(new Set(got.map((r) => r.value.id)).size).toBe(50);
 
-    // The archive announcing a segment again (a crash after its write) produces nothing more.
+    // The archive announcing a segment again (a crash after its write) produces nothing more…
     const first = (await topicRecords("restart-out")).length;
     const again = await runInDurableObject(stub(t, s.id), async (a: SinkActor) => {
       const keys = (await env.ARCHIVE.list({ prefix: `raw/${t.tenantId}/carts/` })).objects.map((o) => o.key);
-      await a.enqueue(keys.map((key) => ({ key, stream: "carts", count: 25 })));
+      // …and a key outside the sink's tenant is never taken.
+      const foreign = `raw/t_someone_else/carts/2026-01-01/00/000000000001-000000000001.ndjson.gz`;
+      await a.enqueue([...keys, foreign].map((key) => ({ key, stream: "carts", count: 25 })));
       return a.produce();
     });
     expect(again).toBe(0);
