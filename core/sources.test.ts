@@ -163,6 +163,14 @@ describe("CSV", () => {
       ["1", "2"],
     ]);
     expect(parseCsv("a\r", false).records).toEqual([]);
+    // A whole "\r\n" at the end of the text ends the record: only a lone "\r" may be half of one.
+    expect(parseCsv("a,b\r\n1,2\r\n", false)).toEqual({
+      records: [
+        { fields: ["a", "b"], end: 5 },
+        { fields: ["1", "2"], end: 10 },
+      ],
+      consumed: 10,
+    });
   });
 
   it("marks a broken row (text after a closing quote, an unclosed quote at the end) as null", () => {

@@ -540,8 +540,9 @@ export function parseCsv(text: string, atEnd: boolean): CsvChunk {
         continue;
       }
       if (ch === "\n" || ch === "\r") {
-        i += ch === "\r" && text[i + 1] === "\n" ? 2 : 1;
-        if (ch === "\r" && i >= n && !atEnd) {
+        const crlf = ch === "\r" && text[i + 1] === "\n";
+        i += crlf ? 2 : 1;
+        if (ch === "\r" && !crlf && i >= n && !atEnd) {
           // A "\r" at the end of the text may be the first half of "\r\n": wait for more.
           i = start;
           break;

@@ -6,14 +6,18 @@
  * records read, the CSV header) and the floor (below). An object is finished in the same transaction as
  * its last events: its key goes into `r2_done`, so it is never read again. Bookkeeping is bounded: at most
  * R2_DONE_MAX keys are remembered; past it the smallest keys are let go and the floor rises to the largest
- * of them, and listings start after the floor. So an object whose key sorts below the floor (one written
- * after more than R2_DONE_MAX later-sorting objects were ingested) is never read: name drops so new ones
- * sort last (a date or a sequence first). An object replaced while it is being read (another etag) is
- * finished where it was; one deleted likewise.
+ * of them, and listings start after the floor. A poll lists at most R2_LIST_PAGES_PER_POLL pages from the
+ * floor; when every key they hold is finished and the listing goes on, the floor rises to the last key
+ * listed (a listing is exhaustive in key order, so every key up to it is finished) and the finished keys up
+ * to it are let go, so finished keys never fill the listing for good. So an object whose key sorts below
+ * the floor (one written after more than R2_DONE_MAX later-sorting objects were ingested, or after a
+ * listing had passed its place) is never read: name drops so new ones sort last (a date or a sequence
+ * first). An object replaced while it is being read (another etag) is finished where it was; one deleted
+ * likewise.
  *
  * A line (NDJSON) or row (CSV) that cannot be parsed, or a CSV row with another number of fields than the
  * header, is a rejection (`malformed_json`); a record longer than R2_CHUNK_BYTES too, and reading goes on
- * at the next line.
+ * at the next line (or, at the end of the object, the object is finished).
  */
 import {
   hash64,
@@ -52,20 +56,40 @@ const NL = 0x0a;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-export function r2Puller(config: R2Config): Puller {
+/** The bounds this file keeps (their constants are in core/sources.ts); tests pass small ones. */
+export interface R2Limits {
+  /** Listing pages one poll reads (R2_LIST_PAGES_PER_POLL). */
+  listPages: number;
+  /** Keys asked for per listing page (R2 returns at most 1,000). */
+  pageKeys: number;
+  /** Finished keys remembered (R2_DONE_MAX). */
+  doneMax: number;
+}
+
+const LIMITS: R2Limits = { listPages: R2_LIST_PAGES_PER_POLL, pageKeys: 1000, doneMax: R2_DONE_MAX };
+
+export function r2Puller(config: R2Config, limits: R2Limits = LIMITS): Puller {
   const formatOf = (key: string) => config.format ?? (key.toLowerCase().endsWith(".csv") ? "csv" : "ndjson");
 
-  /** The first object under the prefix not ingested yet, and how many are waiting (within the pages listed). */
-  async function next(ctx: PullContext, state: R2Cursor): Promise<{ found: R2Object | null; waiting: number }> {
+  /**
+   * The first object under the prefix not ingested yet, and how many are waiting (within the pages listed).
+   * `passed`: none was found but the listing goes on past the pages read; every key up to this one (the
+   * last listed) is finished.
+   */
+  async function next(
+    ctx: PullContext,
+    state: R2Cursor,
+  ): Promise<{ found: R2Object | null; waiting: number; passed: string | null }> {
     const prefix = `drops/${ctx.tenant}/${config.prefix}`;
     const done = (key: string) => ctx.sql.exec("SELECT 1 FROM r2_done WHERE key = ?", key).toArray().length > 0;
     let startAfter = state.floor ?? undefined;
     let found: R2Object | null = null;
     let waiting = 0;
-    for (let page = 0; page < R2_LIST_PAGES_PER_POLL; page++) {
+    let more = false;
+    for (let page = 0; page < limits.listPages; page++) {
       let list: R2Objects;
       try {
-        list = await ctx.env.DROPS.list({ prefix, startAfter, limit: 1000 });
+        list = await ctx.env.DROPS.list({ prefix, startAfter, limit: limits.pageKeys });
       } catch (err) {
         throw new SourceError("object_unreadable", `The DROPS bucket could not be listed (${(err as Error).name}).`);
       }
@@ -74,10 +98,12 @@ export function r2Puller(config: R2Config): Puller {
         waiting++;
         found ??= o;
       }
-      if (!list.truncated || list.objects.length === 0) break;
+      more = list.truncated && list.objects.length > 0;
+      if (!more) break;
       startAfter = list.objects[list.objects.length - 1].key;
     }
-    return { found, waiting };
+    const passed = found === null && more && startAfter !== undefined ? startAfter : null;
+    return { found, waiting, passed };
   }
 
   return {
@@ -88,8 +114,17 @@ export function r2Puller(config: R2Config): Puller {
       let lag: number | null = null;
       let cur = state.current;
       if (cur === null) {
-        const { found, waiting } = await next(ctx, state);
+        const { found, waiting, passed } = await next(ctx, state);
         lag = waiting;
+        if (found === null && passed !== null) {
+          // Every key listed is finished, and the listing goes on: the floor rises to the last one (every key up
+          // to it is finished) and they are let go, so the next poll lists what follows. How many wait: unknown.
+          const c: R2Cursor = { current: null, floor: passed };
+          const commit: Pulled["commit"] = (sql) => {
+            sql.exec("DELETE FROM r2_done WHERE key <= ?", passed);
+          };
+          return { records: [], malformed: [], cursor: c, more: true, lag: null, commit };
+        }
         if (found === null) return { records: [], malformed: [], cursor: state, more: false, lag: 0 };
         cur = { key: found.key, etag: found.etag, offset: 0, records: 0, header: null, skipping: false };
       }
@@ -98,7 +133,7 @@ export function r2Puller(config: R2Config): Puller {
         (c: R2Cursor): Pulled["commit"] =>
         (sql, now) => {
           sql.exec("INSERT OR REPLACE INTO r2_done (key, at) VALUES (?, ?)", key, now);
-          bound(sql, c);
+          bound(sql, c, limits.doneMax);
         };
       if (cur.offset === 0 && (await ctx.env.DROPS.head(key))?.size === 0) {
         const c: R2Cursor = { current: null, floor: state.floor };
@@ -112,6 +147,13 @@ export function r2Puller(config: R2Config): Puller {
           onlyIf: { etagMatches: cur.etag },
         });
       } catch (err) {
+        // A range from the end of the object is refused: a cursor left there (skipping an over-long last record,
+        // by an earlier version) finishes the object.
+        const head = cur.offset > 0 ? await ctx.env.DROPS.head(key).catch(() => null) : null;
+        if (head !== null && head.etag === cur.etag && head.size <= cur.offset) {
+          const c: R2Cursor = { current: null, floor: state.floor };
+          return { records: [], malformed: [], cursor: c, more: true, lag, commit: finished(c) };
+        }
         throw new SourceError("object_unreadable", `An object could not be read (${(err as Error).name}).`);
       }
       if (obj === null || !("body" in obj) || obj.etag !== cur.etag) {
@@ -194,7 +236,9 @@ export function r2Puller(config: R2Config): Puller {
         }
       }
       c.offset += used;
-      if (atEnd && c.offset >= obj.size && !c.skipping) {
+      // At the end of the object it is finished, also while skipping an over-long last record with no line break
+      // after it (already counted as a rejection).
+      if (atEnd && c.offset >= obj.size) {
         const done: R2Cursor = { current: null, floor: state.floor };
         return { ...out, cursor: done, commit: finished(done) };
       }
@@ -219,12 +263,12 @@ export function r2Puller(config: R2Config): Puller {
   };
 }
 
-/** Keeps r2_done within R2_DONE_MAX: the smallest keys go, and the floor rises to the largest of them. */
-function bound(sql: SqlStorage, cursor: R2Cursor): void {
+/** Keeps r2_done within `doneMax` (R2_DONE_MAX): the smallest keys go, and the floor rises to the largest of them. */
+function bound(sql: SqlStorage, cursor: R2Cursor, doneMax: number): void {
   const n = sql.exec<{ n: number }>("SELECT count(*) AS n FROM r2_done").one().n;
-  if (n <= R2_DONE_MAX) return;
+  if (n <= doneMax) return;
   const cut = sql
-    .exec<{ key: string }>("SELECT key FROM r2_done ORDER BY key LIMIT 1 OFFSET ?", n - R2_DONE_MAX - 1)
+    .exec<{ key: string }>("SELECT key FROM r2_done ORDER BY key LIMIT 1 OFFSET ?", n - doneMax - 1)
     .one().key;
   sql.exec("DELETE FROM r2_done WHERE key <= ?", cut);
   if (cursor.floor === null || cut > cursor.floor) cursor.floor = cut;
