@@ -34,14 +34,14 @@
  * Prints one markdown table per part and a summary line per goal; writes bench/results/archive.json.
  */
 import { writeFileSync } from "node:fs";
-import { Agent, request } from "node:http";
+import { Agent } from "node:http";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { createTestDatabase } from "../test/support/pg";
 import { createTenant, type Keys, ROOT, type Stack, startStack } from "../test/support/stack";
-import { BENCH_ENV, closedLoop, percentile } from "./load";
+import { BENCH_ENV, closedLoop, percentile, send } from "./load";
 import { cpuSeconds, processNames, processTree } from "./procs";
 
 const { values: args } = parseArgs({
@@ -315,18 +315,8 @@ async function cpuCase(round: number, archive: "on" | "off"): Promise<CpuCase> {
 // Part 2: backfill, then replay.
 // ---------------------------------------------------------------------------------------------------------
 
-function post(agent: Agent, url: string, headers: Record<string, string>, body: string) {
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(url, { method: "POST", headers, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const post = (agent: Agent, url: string, headers: Record<string, string>, body: string) =>
+  send(agent, url, "POST", headers, body);
 
 interface HistoryPoint {
   t: string;

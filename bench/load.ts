@@ -79,7 +79,8 @@ export async function closedLoop(opts: LoadOptions): Promise<LoadResult> {
   };
 }
 
-function send(
+/** One HTTP request on `agent`, its body read as text (the benchmarks' raw client: no fetch overhead). */
+export function send(
   agent: Agent,
   url: string,
   method: string,

@@ -22,13 +22,13 @@
  * Results: bench/results/scale.json.
  */
 import { writeFileSync } from "node:fs";
-import { Agent, request } from "node:http";
+import { Agent } from "node:http";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createTenant, freePort, ROOT, startStack } from "../test/support/stack";
 import { serveWorker } from "../tools/dev";
-import { BENCH_ENV, closedLoop, type LoadResult, percentile } from "./load";
+import { BENCH_ENV, closedLoop, type LoadResult, percentile, send } from "./load";
 
 const { values: args } = parseArgs({
   options: {
@@ -68,18 +68,8 @@ const summary = (r: LoadResult) => ({
   acknowledged: r.tallied,
 });
 
-function post(agent: Agent, url: string, headers: Record<string, string>, body: string) {
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(url, { method: "POST", headers, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const post = (agent: Agent, url: string, headers: Record<string, string>, body: string) =>
+  send(agent, url, "POST", headers, body);
 
 interface Sent {
   at: number;

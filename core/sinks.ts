@@ -13,15 +13,7 @@
  */
 import { z } from "zod";
 import { StreamPrefixes } from "./schemas.ts";
-import {
-  Auth,
-  DEFAULT_MAX_BACKOFF_MS,
-  DEFAULT_TIMEOUT_MS,
-  type SourceErrorCode,
-  type SourceState,
-  TOPIC,
-  url,
-} from "./sources.ts";
+import { Auth, retrySettings, type SourceErrorCode, type SourceState, TOPIC, url } from "./sources.ts";
 
 /** Sinks per tenant (each is one Durable Object; every archive write of a matching stream notifies each). */
 export const MAX_SINKS_PER_TENANT = 10;
@@ -61,18 +53,7 @@ export const KafkaSink = z
         "The record key: the stream name (a stream's events stay in order on one partition), the event id, or its user (events without one get no key).",
       ),
     auth: Auth.optional(),
-    timeout_ms: z
-      .int()
-      .min(1000)
-      .max(60_000)
-      .default(DEFAULT_TIMEOUT_MS)
-      .describe("Longest one request to the proxy may take (ms)."),
-    max_backoff_ms: z
-      .int()
-      .min(1000)
-      .max(3_600_000)
-      .default(DEFAULT_MAX_BACKOFF_MS)
-      .describe("Longest wait between retries after failures (ms); backoff starts at 1 s and doubles."),
+    ...retrySettings("the proxy"),
   })
   .meta({ id: "SinkCreate", description: "A sink: where accepted events are produced." });
 export type SinkInput = z.output<typeof KafkaSink>;

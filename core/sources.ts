@@ -129,6 +129,24 @@ export const Mapping = z
   .describe("How a record becomes an event. Paths are read from each record.");
 export type MappingConfig = z.output<typeof Mapping>;
 
+/** A request's time limit and the failures' backoff: sources and sinks take the same two settings. */
+export function retrySettings(peer: string) {
+  return {
+    timeout_ms: z
+      .int()
+      .min(1000)
+      .max(60_000)
+      .default(DEFAULT_TIMEOUT_MS)
+      .describe(`Longest one request to ${peer} may take (ms).`),
+    max_backoff_ms: z
+      .int()
+      .min(1000)
+      .max(3_600_000)
+      .default(DEFAULT_MAX_BACKOFF_MS)
+      .describe("Longest wait between retries after failures (ms); backoff starts at 1 s and doubles."),
+  };
+}
+
 const common = {
   name: z.string().trim().min(1).max(128).describe("A label for the source."),
   mapping: Mapping,
@@ -144,18 +162,7 @@ const common = {
     .max(MAX_RECORDS_PER_POLL)
     .default(DEFAULT_RECORDS_PER_POLL)
     .describe("Records one poll takes."),
-  timeout_ms: z
-    .int()
-    .min(1000)
-    .max(60_000)
-    .default(DEFAULT_TIMEOUT_MS)
-    .describe("Longest one request to the endpoint, database or proxy may take (ms)."),
-  max_backoff_ms: z
-    .int()
-    .min(1000)
-    .max(3_600_000)
-    .default(DEFAULT_MAX_BACKOFF_MS)
-    .describe("Longest wait between retries after failures (ms); backoff starts at 1 s and doubles."),
+  ...retrySettings("the endpoint, database or proxy"),
 };
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;

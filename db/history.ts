@@ -4,7 +4,7 @@
  * of rows merges into the exact aggregate of their union: sums add, min/max
  * compare, DDSketches add bin-wise, HyperLogLogs take register-wise max.
  */
-import { and, asc, eq, gte, inArray, lt, notExists, sql } from "drizzle-orm";
+import { type AnyColumn, and, asc, eq, gte, inArray, lt, notExists, sql } from "drizzle-orm";
 import { Accumulator, type Aggregate, type Figures, figuresOf } from "../core/aggregate";
 import { HISTORY_STEP_MS, type HistoryStepName } from "../core/history-query";
 import { distinctOfEncoded, PeriodHll } from "../core/hll";
@@ -331,21 +331,23 @@ export async function replaceMinutes(
       const minutes = tx
         .select({ one: sql`1` })
         .from(m)
-        .where(
-          and(
-            eq(m.tenantId, tenantId),
-            eq(m.stream, stream),
-            gte(m.bucket, table.bucket),
-            lt(m.bucket, sql`${table.bucket} + ${sql.raw(`interval '${unit}'`)}`),
-          ),
-        );
-      const lo = Math.floor(from / size) * size;
-      const hi = Math.ceil(to / size) * size;
+        .where(and(eq(m.tenantId, tenantId), eq(m.stream, stream), withinPeriod(m.bucket, table.bucket, unit)));
+      const [lo, hi] = periodsTouching(from, to, size);
       await tx.delete(table).where(and(scope(table, lo, hi), notExists(minutes)));
     }
     return dims ? await replaceDimMinutes(t, tenantId, stream, from, to, dims) : 0;
   });
 }
+
+/** Minute buckets inside the period that starts at `period` and lasts `unit` ("1 hour", "1 day"). */
+const withinPeriod = (minute: AnyColumn, period: AnyColumn, unit: "1 hour" | "1 day") =>
+  and(gte(minute, period), lt(minute, sql`${period} + ${sql.raw(`interval '${unit}'`)}`));
+
+/** Start of the first and end of the last period of `size` ms that touch [from, to). */
+const periodsTouching = (from: number, to: number, size: number): [number, number] => [
+  Math.floor(from / size) * size,
+  Math.ceil(to / size) * size,
+];
 
 /** The dimension half of a replay's swap; call inside replaceMinutes's transaction. */
 async function replaceDimMinutes(
@@ -387,8 +389,7 @@ async function replaceDimMinutes(
     [metricsDimDay, "1 day", 86_400_000],
   ] as const) {
     // Partial first and last periods too: the check looks at the whole period's minutes.
-    const lo = Math.floor(from / size) * size;
-    const hi = Math.ceil(to / size) * size;
+    const [lo, hi] = periodsTouching(from, to, size);
     const minutes = tx
       .select({ one: sql`1` })
       .from(m)
@@ -398,8 +399,7 @@ async function replaceDimMinutes(
           eq(m.stream, stream),
           eq(m.dim, table.dim),
           eq(m.value, table.value),
-          gte(m.bucket, table.bucket),
-          lt(m.bucket, sql`${table.bucket} + ${sql.raw(`interval '${unit}'`)}`),
+          withinPeriod(m.bucket, table.bucket, unit),
         ),
       );
     await tx.delete(table).where(and(scope(table, lo, hi), notExists(minutes)));
