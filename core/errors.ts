@@ -79,6 +79,14 @@ export const ERRORS = {
   invalid_sink: { status: 400, message: "The sink is not valid." },
   sink_not_found: { status: 404, message: "No such sink for this tenant." },
   sink_limit: { status: 409, message: "The tenant has the most sinks allowed; delete one first." },
+  invalid_entity: { status: 400, message: "The catalog entity is not valid." },
+  catalog_kind_not_found: { status: 404, message: "No such catalog kind: use products, users or courses." },
+  entity_not_found: { status: 404, message: "No such entity in this tenant's catalog." },
+  entity_conflict: {
+    status: 409,
+    message: "Another entity of this kind has this id, or the same name (first and last name, title).",
+  },
+  catalog_limit: { status: 409, message: "The tenant's catalog holds the most entities of this kind allowed." },
   internal_error: { status: 500, message: "Something went wrong on our side." },
 } as const;
 

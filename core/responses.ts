@@ -484,6 +484,15 @@ const authHeader = {
   auth_header: z.string().nullable().describe("The auth header's name (its value is never shown)."),
 };
 
+/** The last failure of a source or a sink. */
+const LastSourceError = z
+  .object({
+    at: Time,
+    code: z.enum(Object.keys(SOURCE_ERRORS) as [SourceErrorCode, ...SourceErrorCode[]]),
+    message: z.string().describe("Safe to show: never a secret, a body or a header."),
+  })
+  .nullable();
+
 export const SourceStatus = z
   .object({
     cursor: z
@@ -499,13 +508,7 @@ export const SourceStatus = z
     duplicates: z.int().min(0).describe("Events their streams already had (a delivery repeated after a restart)."),
     pending: z.int().min(0).describe("Events waiting in the outbox for their streams."),
     rejected: rejectedCounts.describe("Records refused, by the event validator's codes and those the streams gave."),
-    last_error: z
-      .object({
-        at: Time,
-        code: z.enum(Object.keys(SOURCE_ERRORS) as [SourceErrorCode, ...SourceErrorCode[]]),
-        message: z.string().describe("Safe to show: never a secret, a body or a header."),
-      })
-      .nullable(),
+    last_error: LastSourceError,
     consecutive_failures: z.int().min(0),
     last_poll_at: timeOrNull,
     last_success_at: timeOrNull,
@@ -577,13 +580,7 @@ export const SinkStatus = z
       .int()
       .min(0)
       .describe("Segments let go because too many waited (they are still in the archive)."),
-    last_error: z
-      .object({
-        at: Time,
-        code: z.enum(Object.keys(SOURCE_ERRORS) as [SourceErrorCode, ...SourceErrorCode[]]),
-        message: z.string().describe("Safe to show: never a secret, a body or a header."),
-      })
-      .nullable(),
+    last_error: LastSourceError,
     consecutive_failures: z.int().min(0),
     last_success_at: timeOrNull,
     next_attempt_at: timeOrNull,
@@ -614,6 +611,62 @@ export const SinkDeleted = z
     queued_segments: z.int().min(0).describe("Segments it had not produced (they stay in the archive)."),
   })
   .meta({ id: "SinkDeleted" });
+
+// ---------------------------------------------------------------------------
+// Catalog.
+// ---------------------------------------------------------------------------
+
+const entityStamps = {
+  id: z.string().describe("The value events carry in their dims for this entity."),
+  created_at: Time,
+  updated_at: Time,
+};
+
+export const Product = z
+  .object({
+    kind: z.literal("products"),
+    ...entityStamps,
+    name: z.string(),
+    category: z.string().nullable(),
+    price: z.number(),
+  })
+  .meta({ id: "Product" });
+
+export const CatalogUser = z
+  .object({
+    kind: z.literal("users"),
+    ...entityStamps,
+    first_name: z.string(),
+    last_name: z.string(),
+    plan: z.string().nullable(),
+    country: z.string().nullable(),
+  })
+  .meta({ id: "CatalogUser" });
+
+export const Course = z
+  .object({
+    kind: z.literal("courses"),
+    ...entityStamps,
+    title: z.string(),
+    level: z.string().nullable(),
+    instructor: z.string().nullable(),
+  })
+  .meta({ id: "Course" });
+
+export const CatalogEntity = z
+  .discriminatedUnion("kind", [Product, CatalogUser, Course])
+  .meta({ id: "CatalogEntity", description: "An entity of the catalog: a product, a user or a course." });
+
+export const CatalogPage = z
+  .object({
+    items: z.array(CatalogEntity).describe("Ordered by id."),
+    next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last."),
+  })
+  .meta({ id: "CatalogPage" });
+
+export const CatalogDeleted = z
+  .object({ deleted: z.string().describe("The entity's id.") })
+  .meta({ id: "CatalogEntityDeleted" });
 
 // ---------------------------------------------------------------------------
 // Service.

@@ -16,6 +16,7 @@ import {
   primaryKey,
   text,
   timestamp,
+  unique,
 } from "drizzle-orm/pg-core";
 
 export const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
@@ -139,5 +140,29 @@ export const backfillBatches = pgTable(
   (t) => [
     primaryKey({ columns: [t.tenantId, t.stream, t.batch] }),
     index("backfill_batches_applied_idx").on(t.appliedAt),
+  ],
+);
+
+/**
+ * The catalog (core/catalog.ts): the entities dimension values name (products, users, courses), one row each,
+ * keyed by the id events carry in their dims. `data` holds the kind's attributes; `unique_key` is what makes
+ * two entities of a kind the same one (a product's name, a user's first and last name, a course's title,
+ * normalised), unique within the tenant's catalog of that kind. Nothing else references these rows: deleting
+ * one leaves the analytics as they are.
+ */
+export const catalogEntities = pgTable(
+  "catalog_entities",
+  {
+    tenantId: text("tenant_id").notNull(),
+    kind: text("kind").notNull(),
+    id: text("id").notNull(),
+    data: jsonb("data").$type<Record<string, string | number>>().notNull(),
+    uniqueKey: text("unique_key").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.kind, t.id] }),
+    unique("catalog_entities_unique_key").on(t.tenantId, t.kind, t.uniqueKey),
   ],
 );

@@ -359,6 +359,46 @@ describe("real responses match the description", () => {
     expect((await call("GET", "/v1/sinks", "/v1/sinks", { key: keys.read })).status).toBe(403);
   });
 
+  it("catalog: create, list, get, patch, delete, and refusals", async () => {
+    const item = "/v1/catalog/{kind}/{entity}";
+    const created = await call("POST", "/v1/catalog/{kind}", "/v1/catalog/products", {
+      key: keys.admin,
+      body: { id: "sku-1", name: "Blue Mug", category: "kitchen", price: 12.5 },
+    });
+    expect(created.status).toBe(201);
+    const listed = await call("GET", "/v1/catalog/{kind}", "/v1/catalog/products?category=kitchen", {
+      key: keys.read,
+    });
+    expect(listed.body.items).toHaveLength(1);
+    expect((await call("GET", item, "/v1/catalog/products/sku-1", { key: keys.read })).status).toBe(200);
+    const patched = await call("PATCH", item, "/v1/catalog/products/sku-1", { key: keys.admin, body: { price: 11 } });
+    expect(patched.body).toMatchObject({ price: 11 });
+    const user = await call("POST", "/v1/catalog/{kind}", "/v1/catalog/users", {
+      key: keys.admin,
+      body: { id: "u-1", first_name: "Ada", last_name: "Lovelace", plan: "pro", country: "GB" },
+    });
+    expect(user.status).toBe(201);
+    const course = await call("POST", "/v1/catalog/{kind}", "/v1/catalog/courses", {
+      key: keys.admin,
+      body: { id: "c-1", title: "Analytics 101", level: "beginner", instructor: "Grace" },
+    });
+    expect(course.status).toBe(201);
+    const conflict = await call("POST", "/v1/catalog/{kind}", "/v1/catalog/products", {
+      key: keys.admin,
+      body: { id: "sku-2", name: "blue mug", price: 3 },
+    });
+    expect(conflict.body).toMatchObject({ error: { code: "entity_conflict" } });
+    const bad = await call("POST", "/v1/catalog/{kind}", "/v1/catalog/products", {
+      key: keys.admin,
+      body: { id: "sku-3", name: "x", price: -1 },
+    });
+    expect(bad.body).toMatchObject({ error: { code: "invalid_entity" } });
+    expect((await call("DELETE", item, "/v1/catalog/products/sku-1", { key: keys.admin })).status).toBe(200);
+    expect((await call("GET", item, "/v1/catalog/products/sku-1", { key: keys.read })).body).toMatchObject({
+      error: { code: "entity_not_found" },
+    });
+  });
+
   it("operator routes", async () => {
     const op = stack.token;
     expect((await call("GET", "/v1/admin/tenants", "/v1/admin/tenants", { key: op })).status).toBe(200);

@@ -11,6 +11,7 @@
  */
 import { z } from "zod";
 import { SIGNATURE_HEADER } from "../../core/alerts";
+import { CATALOG_KINDS, CATALOG_PAGE, MAX_ENTITIES_PER_KIND } from "../../core/catalog";
 import { CONFIG } from "../../core/config";
 import type { ErrorCode } from "../../core/errors";
 import { NAME_PATTERN } from "../../core/event";
@@ -44,6 +45,7 @@ export const TAGS = {
   Sources: "Pull sources: HTTP APIs, PostgreSQL, R2 file drops and Kafka, polled into streams (admin key).",
   Sinks: "Sinks: every accepted event produced to Kafka through a REST Proxy (admin key).",
   Archive: "The raw archive: every accepted event, kept in R2.",
+  Catalog: "The entities dimension values name: products, users and courses (PostgreSQL).",
   Service: "Health, version and this description.",
 } as const;
 export type Tag = keyof typeof TAGS;
@@ -148,6 +150,8 @@ export const PATH_PARAMS: Record<string, z.ZodType> = {
   id: z.string().describe("An alert rule's id (`rule_…`)."),
   source: z.string().describe("A source's id (`src_…`)."),
   sink: z.string().describe("A sink's id (`snk_…`)."),
+  kind: z.enum(CATALOG_KINDS).describe("The catalog: products, users or courses."),
+  entity: z.string().describe("An entity's id: the value its events carry in their dims (URL-encoded)."),
 };
 
 const windowName = z.enum(WINDOW_NAMES as [WindowName, ...WindowName[]]);
@@ -620,6 +624,69 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     description: "Stops it at once; what it had not produced stays in the archive.",
     responses: { 200: { description: "Deleted.", json: R.SinkDeleted } },
     errors: ["sink_not_found", "restricted_credential"],
+  },
+
+  // Catalog ------------------------------------------------------------------
+  "POST /v1/catalog/:kind": {
+    operationId: "createCatalogEntity",
+    tag: "Catalog",
+    summary: "Add an entity to the catalog",
+    description: `The body is the kind's: a product (\`id\`, \`name\`, \`price\`, \`category\`), a user (\`id\`, \`first_name\`, \`last_name\`, \`plan\`, \`country\`) or a course (\`id\`, \`title\`, \`level\`, \`instructor\`). The id is the value events carry in their dims. Unique within the kind: the id, and a product's name, a user's first and last name together, a course's title (case-insensitively, white space trimmed). At most ${MAX_ENTITIES_PER_KIND} entities of a kind per tenant. An admin credential without stream prefixes.`,
+    responses: { 201: { description: "Added.", json: R.CatalogEntity } },
+    errors: ["catalog_kind_not_found", "entity_conflict", "catalog_limit", "restricted_credential", "history_disabled"],
+  },
+  "GET /v1/catalog/:kind": {
+    operationId: "listCatalogEntities",
+    tag: "Catalog",
+    summary: "A page of the catalog, filtered",
+    description: `Ordered by id, ${CATALOG_PAGE.default} a page (at most ${CATALOG_PAGE.max}). Filters match case-insensitively; each kind takes only its own.`,
+    query: {
+      limit: z.int().min(1).max(CATALOG_PAGE.max).default(CATALOG_PAGE.default).describe("Entities per page."),
+      q: z
+        .string()
+        .optional()
+        .describe("A prefix of the product's name, the user's last name or the course's title (case-insensitive)."),
+      category: z.string().optional().describe("products only: the category."),
+      min_price: z.number().min(0).optional().describe("products only: the lowest price."),
+      max_price: z.number().min(0).optional().describe("products only: the highest price."),
+      plan: z.string().optional().describe("users only: the plan."),
+      country: z.string().optional().describe("users only: the country."),
+      level: z.string().optional().describe("courses only: the level."),
+      instructor: z.string().optional().describe("courses only: the instructor."),
+    },
+    responses: { 200: { description: "A page.", json: R.CatalogPage } },
+    errors: ["catalog_kind_not_found", "invalid_request", "unknown_parameter", "history_disabled"],
+  },
+  "GET /v1/catalog/:kind/:entity": {
+    operationId: "getCatalogEntity",
+    tag: "Catalog",
+    summary: "One entity",
+    responses: { 200: { description: "The entity.", json: R.CatalogEntity } },
+    errors: ["catalog_kind_not_found", "entity_not_found", "history_disabled"],
+  },
+  "PATCH /v1/catalog/:kind/:entity": {
+    operationId: "updateCatalogEntity",
+    tag: "Catalog",
+    summary: "Change an entity's attributes",
+    description:
+      "Any of the kind's attributes but the id; `null` removes an optional one. The uniqueness rules apply to the result. An admin credential without stream prefixes.",
+    responses: { 200: { description: "The entity now.", json: R.CatalogEntity } },
+    errors: [
+      "catalog_kind_not_found",
+      "entity_not_found",
+      "entity_conflict",
+      "restricted_credential",
+      "history_disabled",
+    ],
+  },
+  "DELETE /v1/catalog/:kind/:entity": {
+    operationId: "deleteCatalogEntity",
+    tag: "Catalog",
+    summary: "Remove an entity",
+    description:
+      "Only the catalog's row goes: events and history that name the id are left as they are. An admin credential without stream prefixes.",
+    responses: { 200: { description: "Removed.", json: R.CatalogDeleted } },
+    errors: ["catalog_kind_not_found", "entity_not_found", "restricted_credential", "history_disabled"],
   },
 
   // Keys ---------------------------------------------------------------------

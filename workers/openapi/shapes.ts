@@ -7,6 +7,7 @@
 import type { z } from "zod";
 import type { Figures } from "../../core/aggregate";
 import type { AlertEventView, AlertRuleView, RuleView } from "../../core/alerts";
+import type { CourseView, EntityView, ProductView, UserView } from "../../core/catalog";
 import type { OidcPublicConfig } from "../../core/oidc";
 import type { FlushStatus, KeyInfo, StreamCounters, StreamSnapshot, Tenant, TenantLimits } from "../../core/protocol";
 import type * as R from "../../core/responses";
@@ -63,4 +64,8 @@ export type ResponseShapeChecks = [
   Check<Same<Out<typeof R.SourceStatus>, SourceView["status"]>>,
   Check<Same<Out<typeof R.Sink>, SinkView>>,
   Check<Same<Out<typeof R.SinkStatus>, SinkView["status"]>>,
+  Check<Same<Out<typeof R.Product>, ProductView>>,
+  Check<Same<Out<typeof R.CatalogUser>, UserView>>,
+  Check<Same<Out<typeof R.Course>, CourseView>>,
+  Check<Same<Out<typeof R.CatalogEntity>, EntityView>>,
 ];
