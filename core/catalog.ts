@@ -108,6 +108,16 @@ export const KIND_FIELDS: Record<CatalogKind, { required: readonly string[]; opt
   courses: { required: ["title"], optional: ["level", "instructor"] },
 };
 
+/**
+ * The entity's label, as queries show it beside its id (`"labels"` in POST /v1/query): a product's name, a
+ * user's first and last name, a course's title.
+ */
+export function labelOf(kind: CatalogKind, data: EntityData): string {
+  if (kind === "products") return String(data.name);
+  if (kind === "courses") return String(data.title);
+  return `${data.first_name} ${data.last_name}`;
+}
+
 /** What makes two entities of a kind the same one, in words (entity_conflict messages). */
 export const UNIQUE_BY: Record<CatalogKind, string> = {
   products: "name",

@@ -112,6 +112,21 @@ describe("parseQuery: valid queries", () => {
     );
   });
 
+  it("reads labels as group_by keys → catalog kinds, in group_by order", () => {
+    const q = parseQuery(
+      body({ group_by: ["user", "product", "country"], labels: { product: "products", user: "users" } }),
+      NOW,
+    );
+    expect(q.labels).toEqual([
+      { key: "user", kind: "users" },
+      { key: "product", kind: "products" },
+    ]);
+    expect(parseQuery(body({ group_by: ["constructor"] }), NOW).labels).toEqual([]);
+    expect(refusal(body({ group_by: ["product"], labels: { product: "orders" as "products" } })).message).toContain(
+      "labels.product",
+    );
+  });
+
   it("accepts a formula over the single stream's bare measures", () => {
     const q = parseQuery(body({ measures: [{ name: "avg", expr: "sum / value_count" }] }), NOW);
     expect(q.outputs[0].name).toBe("avg");
@@ -298,6 +313,22 @@ describe("parseQuery: refusals", () => {
       'filters.0: give "value" or "values".',
     ],
     ["a group_by key twice", body({ group_by: ["country", "plan", "country"] }), "group_by: a key appears twice."],
+    [
+      "labels naming a key not grouped by",
+      body({ group_by: ["product"], labels: { course: "courses" } }),
+      "labels.course: labels name group_by keys (product).",
+    ],
+    [
+      "labels without group_by",
+      body({ labels: { product: "products" } }),
+      "labels.product: labels name group_by keys (none given).",
+    ],
+    [
+      "a label column repeating a group_by key",
+      body({ group_by: ["product", "product_label"], labels: { product: "products" } }),
+      'labels.product: the label column "product_label" would repeat a group_by key or a measure\'s name.',
+    ],
+
     ["from equal to to", body({ range: { from: NOW - HOUR, to: NOW - HOUR } }), "range: from must be before to."],
     ["from after to", body({ range: { from: NOW - HOUR, to: NOW - 2 * HOUR } }), "range: from must be before to."],
     ["from in the future, to omitted", body({ range: { from: NOW + MIN } }), "range: from must be before to."],

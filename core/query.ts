@@ -11,12 +11,14 @@
  *    "step": "1h",                        // optional: none = one row per group
  *    "order_by": {"measure": "sum", "dir": "desc"},
  *    "limit": 10,
- *    "compare": "previous_period"}
+ *    "compare": "previous_period",
+ *    "labels": {"product": "products"}}   // optional: a product_label column from the catalog
  *
  * Several streams: "streams": {"s": "course.started", "c": "course.completed"}
  * and measures as "s.count" or formulas {"name": "rate", "expr": "c.count / s.count"}.
  */
 import { z } from "zod";
+import { CATALOG_KINDS, type CatalogKind } from "./catalog.ts";
 import { CodedError } from "./errors.ts";
 import { isStreamName, MAX_DIM_KEY_LENGTH, MAX_DIM_VALUE_LENGTH, parseTimestamp } from "./event.ts";
 import { FILTER_OPS, type FilterOp, MEASURES, type Measure, QUERY_STEPS, type QueryStep } from "./measures.ts";
@@ -77,6 +79,12 @@ export const QueryBody = z
     order_by: z.strictObject({ measure: z.string(), dir: z.enum(["asc", "desc"]).default("desc") }).optional(),
     limit: z.int().min(1).max(QUERY_LIMITS.maxGroups).optional(),
     compare: z.literal("previous_period").optional(),
+    labels: z
+      .record(dimKey, z.enum(CATALOG_KINDS))
+      .optional()
+      .describe(
+        'Group-by key → catalog kind ({"product": "products"}): a "<key>_label" column after the group keys holds each value\'s label from the tenant\'s catalog (a product\'s name, a user\'s first and last name, a course\'s title), null when the catalog does not hold it.',
+      ),
   })
   .meta({
     id: "Query",
@@ -223,6 +231,8 @@ export interface Query {
   order: { output: string; dir: "asc" | "desc" } | null;
   limit: number;
   compare: boolean;
+  /** Group-by keys whose values are labelled from the catalog, in group_by order. */
+  labels: Array<{ key: string; kind: CatalogKind }>;
 }
 
 /**
@@ -318,6 +328,18 @@ export function parseQuery(body: unknown, now: number): Query {
       );
     }
   }
+  const labelled = q.labels ?? {};
+  for (const key of Object.keys(labelled))
+    if (!groupBy.includes(key))
+      fail(`labels.${key}`, `labels name group_by keys (${groupBy.length ? groupBy.join(", ") : "none given"}).`);
+  const labels = groupBy
+    .filter((k) => Object.hasOwn(labelled, k))
+    .map((key) => ({ key, kind: labelled[key] as CatalogKind }));
+  for (const { key } of labels) {
+    const column = `${key}_label`;
+    if (groupBy.includes(column) || names.has(column))
+      fail(`labels.${key}`, `the label column "${column}" would repeat a group_by key or a measure's name.`);
+  }
   let order: Query["order"] = null;
   if (q.order_by) {
     if (!names.has(q.order_by.measure))
@@ -338,6 +360,7 @@ export function parseQuery(body: unknown, now: number): Query {
     order,
     limit: q.limit ?? (step !== null && groupBy.length ? 10 : 100),
     compare: q.compare === "previous_period",
+    labels,
   };
 }
 

@@ -297,6 +297,18 @@ export const QueryResult = z
         error_bounds: z.record(z.string(), z.string()),
         missing: z.array(z.looseObject({ stream: z.string() })),
         statistics: z.looseObject({ elapsed_ms: z.number() }),
+        labels: z
+          .record(
+            z.string(),
+            z.object({
+              kind: z.string(),
+              values: z.int().min(0).describe("Distinct values of the key among the groups returned."),
+              found: z.int().min(0).describe("How many of them the catalog holds (the others' labels are null)."),
+              reason: z.string().optional().describe("Why the catalog was not read: every label of the key is null."),
+            }),
+          )
+          .optional()
+          .describe('With "labels" in the query: per labelled key, what the catalog answered.'),
       })
       .describe("How the answer was made: span, sources, freshness, bounds, what is missing."),
   })

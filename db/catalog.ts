@@ -3,11 +3,12 @@
  * catalog of one kind run one at a time (a transaction-scoped advisory lock on the pair), so the checks
  * before them are exact: the id and the unique key are free, and the kind is under its limit.
  */
-import { and, asc, count, eq, gt, type SQL, sql } from "drizzle-orm";
+import { and, asc, count, eq, gt, inArray, type SQL, sql } from "drizzle-orm";
 import {
   type CatalogKind,
   type CatalogListing,
   type EntityData,
+  labelOf,
   MAX_ENTITIES_PER_KIND,
   PREFIX_FIELD,
   type StoredEntity,
@@ -118,6 +119,25 @@ export async function deleteEntity(db: Db, tenant: string, kind: CatalogKind, id
     .where(and(scope(tenant, kind), eq(t.id, id)))
     .returning({ id: t.id });
   return rows.length > 0;
+}
+
+/**
+ * The labels (core/catalog.ts labelOf) of those of `ids` the tenant's catalog of `kind` holds, in one query;
+ * an id it does not hold (never added, or deleted) is absent from the map. The caller bounds `ids` (a query's
+ * groups).
+ */
+export async function entityLabels(
+  db: Db,
+  tenant: string,
+  kind: CatalogKind,
+  ids: readonly string[],
+): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .select({ id: t.id, data: t.data })
+    .from(t)
+    .where(and(scope(tenant, kind), inArray(t.id, [...ids])));
+  return new Map(rows.map((r) => [r.id, labelOf(kind, r.data)]));
 }
 
 /** One page, ordered by id; `next` is the last id when more may follow. */

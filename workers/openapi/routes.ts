@@ -312,7 +312,7 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     tag: "Query",
     summary: "Run a query",
     description:
-      "Live and history joined at the seam: nothing is counted twice or lost. An expensive query is refused before it runs, naming the limit.",
+      "Live and history joined at the seam: nothing is counted twice or lost. An expensive query is refused before it runs, naming the limit. With `labels`, each labelled group-by key has a `<key>_label` column from the tenant's catalog (null for values the catalog does not hold, and for all when no database is configured: `meta.labels` says why).",
     query: { format: z.enum(["csv"]).optional().describe("`csv`: RFC 4180 CSV instead of JSON.") },
     responses: {
       200: {

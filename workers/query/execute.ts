@@ -28,6 +28,7 @@ import {
 } from "../../core/query";
 import { isoTime } from "../../core/time";
 import { FrequentItems } from "../../core/topk";
+import { entityLabels } from "../../db/catalog";
 import { type Db, historyEnabled, openDb } from "../../db/client";
 import type { MinutePeriod } from "../../db/history";
 import { type FetchedRow, type FinalBoundaries, finalBoundaries, readPiece } from "../../db/query";
@@ -336,6 +337,57 @@ function pushdown(q: Query, source: DimensionInfo | null): string[] | undefined 
   return f ? [...f.values, "__other__"] : undefined;
 }
 
+/** Group values that name no entity: they are never looked up, their label is null. */
+const UNLABELLED = new Set(["__other__", "__none__"]);
+
+/** What meta.labels says of one labelled key. */
+interface LabelMeta {
+  kind: string;
+  /** Distinct values of the key among the groups returned (the ones looked up). */
+  values: number;
+  /** How many of them the catalog holds. */
+  found: number;
+  /** Why the catalog was not read (every label of the key is then null). */
+  reason?: string;
+}
+
+/**
+ * The labels of the returned groups' values, per labelled key: one catalog read per key, bounded by the
+ * groups returned, scoped to the tenant. Without a database, or when it cannot be read, the labels are null
+ * and meta says why: the figures are answered all the same.
+ */
+async function lookUpLabels(
+  run: Run,
+  q: Query,
+  selected: Ranked[],
+): Promise<{ found: Array<Map<string, string>>; meta: Record<string, LabelMeta> }> {
+  const meta: Record<string, LabelMeta> = {};
+  const found = await Promise.all(
+    q.labels.map(async ({ key, kind }) => {
+      const at = q.groupBy.indexOf(key);
+      const ids = [...new Set(selected.map((r) => r.group[at]))].filter((v) => v !== undefined && !UNLABELLED.has(v));
+      const m: LabelMeta = { kind, values: ids.length, found: 0 };
+      meta[key] = m;
+      if (ids.length === 0) return new Map<string, string>();
+      if (!historyEnabled(run.env)) {
+        m.reason = "the catalog is in PostgreSQL and no database is configured (DATABASE_URL)";
+        return new Map<string, string>();
+      }
+      try {
+        run.stats.postgres_queries++;
+        const labels = await entityLabels(run.db, run.tenantId, kind, ids);
+        run.stats.postgres_rows += labels.size;
+        m.found = labels.size;
+        return labels;
+      } catch (err) {
+        m.reason = `the catalog could not be read (${(err as Error).name})`;
+        return new Map<string, string>();
+      }
+    }),
+  );
+  return { found, meta };
+}
+
 export async function executeQuery(env: Env, tenantId: string, q: Query): Promise<QueryResult> {
   const run = new Run(env, tenantId);
   try {
@@ -510,7 +562,16 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
     }
   }
 
-  const columns = [...q.groupBy, ...(stepMs ? ["t"] : []), ...q.outputs.map((o) => o.name)];
+  const labels = q.labels.length ? await lookUpLabels(run, q, selected) : null;
+  const labelAt = q.labels.map((l) => q.groupBy.indexOf(l.key));
+  const labelsOf = (group: string[]): Array<string | null> =>
+    labels ? labelAt.map((at, i) => labels.found[i].get(group[at]) ?? null) : [];
+  const columns = [
+    ...q.groupBy,
+    ...q.labels.map((l) => `${l.key}_label`),
+    ...(stepMs ? ["t"] : []),
+    ...q.outputs.map((o) => o.name),
+  ];
   const bounded = topkPlan && orderIdx >= 0;
   if (bounded) {
     const m = (q.outputs[orderIdx].expr as { measure: Measure }).measure;
@@ -529,7 +590,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
     };
     if (stepMs === null) {
       const prev = previous ? outputsOf(previous.totals.get(r.key), totalSeconds) : [];
-      rows.push([...r.group, ...r.values, ...extra(r.values), ...prev]);
+      rows.push([...r.group, ...labelsOf(r.group), ...r.values, ...extra(r.values), ...prev]);
       continue;
     }
     const buckets = [...cells.byBucket.keys()].sort((a, b) => a - b);
@@ -538,7 +599,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
       if (per === undefined) continue;
       const values = outputsOf(per, secondsOf(b));
       const prev = previous ? outputsOf(previous.byBucket.get(b - len)?.get(r.key), secondsOf(b)) : [];
-      rows.push([...r.group, isoTime(b), ...values, ...extra(values), ...prev]);
+      rows.push([...r.group, ...labelsOf(r.group), isoTime(b), ...values, ...extra(values), ...prev]);
     }
   }
 
@@ -568,6 +629,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
           : {}),
       },
       ...(cells.otherUnfiltered ? { other_unfiltered: cells.otherUnfiltered } : {}),
+      ...(labels ? { labels: labels.meta } : {}),
       missing: [...new Map(missing.map((m) => [JSON.stringify(m), m])).values()],
       statistics: { elapsed_ms: Date.now() - run.started, ...run.stats },
     },
