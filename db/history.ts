@@ -182,6 +182,17 @@ export function mergeTopk(parts: Array<Uint8Array | null | undefined>): Uint8Arr
   return out?.encode() ?? null;
 }
 
+/** The stream's minute rows at the buckets of `rows` (the merges below read them before writing). */
+const minutesAt = (tenantId: string, stream: string, rows: MinutePeriod[]) =>
+  and(
+    eq(metricsMinute.tenantId, tenantId),
+    eq(metricsMinute.stream, stream),
+    inArray(
+      metricsMinute.bucket,
+      rows.map((r) => new Date(r.bucket)),
+    ),
+  );
+
 /**
  * Writes an actor's minutes: the aggregate is absolute; the HyperLogLog is unioned with the row's
  * (the actor may hold only the registers raised since the minute was last written). The actor is the
@@ -198,16 +209,7 @@ export async function upsertMinutesMergingUsers(
     const existing = await db
       .select({ bucket: metricsMinute.bucket, hll: metricsMinute.hll })
       .from(metricsMinute)
-      .where(
-        and(
-          eq(metricsMinute.tenantId, tenantId),
-          eq(metricsMinute.stream, stream),
-          inArray(
-            metricsMinute.bucket,
-            chunk.map((r) => new Date(r.bucket)),
-          ),
-        ),
-      );
+      .where(minutesAt(tenantId, stream, chunk));
     const before = new Map(existing.map((r) => [r.bucket.getTime(), r.hll]));
     await upsertPeriods(
       db,
@@ -251,16 +253,7 @@ export async function applyBackfill(
       const existing = (await tx
         .select()
         .from(metricsMinute)
-        .where(
-          and(
-            eq(metricsMinute.tenantId, tenantId),
-            eq(metricsMinute.stream, stream),
-            inArray(
-              metricsMinute.bucket,
-              chunk.map((r) => new Date(r.bucket)),
-            ),
-          ),
-        )
+        .where(minutesAt(tenantId, stream, chunk))
         .for("update")) as StoredAggregate[];
       const before = new Map(existing.map((r) => [r.bucket.getTime(), periodOfRow(r)]));
       await upsertPeriods(

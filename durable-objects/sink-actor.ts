@@ -31,11 +31,12 @@ import {
 } from "../core/sinks";
 import { backoffMs, redact, SourceError, type SourceErrorCode, type SourceState } from "../core/sources";
 import { isoOrNull, isoTime } from "../core/time";
+import { KV_SCHEMA, KvState } from "./kv-state";
 import { call, readCapped } from "./sources/fetch";
 import { proxyError } from "./sources/kafka";
 
 const SCHEMA = [
-  "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID",
+  KV_SCHEMA,
   // Segments to produce, oldest first; `produced` = records of it already written to the topic.
   `CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
      stream TEXT NOT NULL, count INTEGER NOT NULL, queued_at INTEGER NOT NULL, produced INTEGER NOT NULL DEFAULT 0)`,
@@ -80,48 +81,26 @@ interface QueueRow {
 
 export class SinkActor extends DurableObject<Env> {
   readonly #sql: SqlStorage;
+  /** Its settings, run state and counters (kv), its one-at-a-time queue and its deleted flag. */
+  readonly #kv: KvState;
   /** The proxy's cluster id when the config names none (asked once per incarnation). */
   #clusterId: string | null = null;
-  #queue: Promise<unknown> = Promise.resolve();
-  #deleted = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
+    this.#kv = new KvState(this.#sql);
     ctx.blockConcurrencyWhile(async () => {
       for (const stmt of SCHEMA) this.#sql.exec(stmt);
     });
   }
 
-  #get<T>(k: string): T | null {
-    // Deleted: deleteAll() dropped the tables too; this instance holds nothing any more (a stream's actor
-    // that still lists the sink gets `false` from enqueue and forgets it).
-    if (this.#deleted) return null;
-    const row = this.#sql.exec<{ v: string }>("SELECT v FROM kv WHERE k = ?", k).toArray()[0];
-    return row ? (JSON.parse(row.v) as T) : null;
-  }
-
-  #put(k: string, v: unknown): void {
-    this.#sql.exec("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", k, JSON.stringify(v));
-  }
-
   #run(change: (r: Run) => void): Run {
-    const r = this.#get<Run>("run") as Run;
-    change(r);
-    this.#put("run", r);
-    return r;
+    return this.#kv.change<Run>("run", change);
   }
 
   #counters(change: (c: Counters) => void): void {
-    const c = this.#get<Counters>("counters") as Counters;
-    change(c);
-    this.#put("counters", c);
-  }
-
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#queue.then(fn, fn);
-    this.#queue = next.catch(() => {});
-    return next;
+    this.#kv.change<Counters>("counters", change);
   }
 
   // RPC ---------------------------------------------------------------------
@@ -129,26 +108,26 @@ export class SinkActor extends DurableObject<Env> {
   async create(input: { tenant: string; id: string; name: string; config: SinkConfig; secrets: { auth?: string } }) {
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
-      this.#put("meta", { tenant: input.tenant, id: input.id, name: input.name, created_at: now, updated_at: now });
-      this.#put("config", input.config);
-      this.#put("secrets", input.secrets);
-      this.#put("run", {
+      this.#kv.put("meta", { tenant: input.tenant, id: input.id, name: input.name, created_at: now, updated_at: now });
+      this.#kv.put("config", input.config);
+      this.#kv.put("secrets", input.secrets);
+      this.#kv.put("run", {
         state: "running",
         failures: 0,
         last_error: null,
         last_success_at: null,
         next_attempt_at: null,
       } satisfies Run);
-      this.#put("counters", { events: 0, segments: 0, skipped: 0 } satisfies Counters);
+      this.#kv.put("counters", { events: 0, segments: 0, skipped: 0 } satisfies Counters);
     });
     return this.view() as SinkView;
   }
 
   view(): SinkView | null {
-    const meta = this.#get<Meta>("meta");
+    const meta = this.#kv.get<Meta>("meta");
     if (meta === null) return null;
-    const run = this.#get<Run>("run") as Run;
-    const counters = this.#get<Counters>("counters") as Counters;
+    const run = this.#kv.get<Run>("run") as Run;
+    const counters = this.#kv.get<Counters>("counters") as Counters;
     const q = this.#sql
       .exec<{ n: number; events: number; oldest: number | null }>(
         "SELECT count(*) AS n, coalesce(sum(count - produced), 0) AS events, min(queued_at) AS oldest FROM queue",
@@ -162,8 +141,8 @@ export class SinkActor extends DurableObject<Env> {
       state: run.state,
       created_at: isoTime(meta.created_at),
       updated_at: isoTime(meta.updated_at),
-      config: this.#get<SinkConfig>("config") as SinkConfig,
-      secrets: { auth: this.#get<{ auth?: string }>("secrets")?.auth ? "set" : "unset" },
+      config: this.#kv.get<SinkConfig>("config") as SinkConfig,
+      secrets: { auth: this.#kv.get<{ auth?: string }>("secrets")?.auth ? "set" : "unset" },
       status: {
         queued_segments: q.n,
         queued_events: q.events,
@@ -185,7 +164,7 @@ export class SinkActor extends DurableObject<Env> {
    * does not exist (deleted: the caller forgets it). Never waits for Kafka.
    */
   async enqueue(segments: SegmentWritten[]): Promise<boolean> {
-    const meta = this.#get<Meta>("meta");
+    const meta = this.#kv.get<Meta>("meta");
     if (meta === null) return false;
     const now = Date.now();
     let skipped: string | null = null;
@@ -228,47 +207,42 @@ export class SinkActor extends DurableObject<Env> {
         };
       });
     }
-    const run = this.#get<Run>("run") as Run;
+    const run = this.#kv.get<Run>("run") as Run;
     if (run.state === "running" && (await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now);
     return true;
   }
 
   async pause(): Promise<SinkView | null> {
-    if (this.#get<Meta>("meta") === null) return null;
+    if (this.#kv.get<Meta>("meta") === null) return null;
     this.#run((r) => {
       r.state = "paused";
       r.next_attempt_at = null;
     });
-    this.#touch();
+    this.#kv.touch();
     await this.ctx.storage.deleteAlarm();
     return this.view();
   }
 
   async resume(): Promise<SinkView | null> {
-    if (this.#get<Meta>("meta") === null) return null;
+    if (this.#kv.get<Meta>("meta") === null) return null;
     const now = Date.now();
     this.#run((r) => {
       r.state = "running";
       r.failures = 0;
       r.next_attempt_at = now;
     });
-    this.#touch();
+    this.#kv.touch();
     await this.ctx.storage.setAlarm(now);
     return this.view();
   }
 
-  #touch(): void {
-    const meta = this.#get<Meta>("meta") as Meta;
-    this.#put("meta", { ...meta, updated_at: Date.now() });
-  }
-
   /** Deletes the sink: what is queued is not produced (it stays in the archive). */
   async destroy(): Promise<{ queued_segments: number } | null> {
-    if (this.#get<Meta>("meta") === null) return null;
-    const queued = await this.#serial(
+    if (this.#kv.get<Meta>("meta") === null) return null;
+    const queued = await this.#kv.serial(
       async () => this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM queue").one().n,
     );
-    this.#deleted = true;
+    this.#kv.deleted = true;
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     return { queued_segments: queued };
@@ -277,13 +251,13 @@ export class SinkActor extends DurableObject<Env> {
   // Producing ---------------------------------------------------------------
 
   #head(): QueueRow | null {
-    if (this.#deleted) return null;
+    if (this.#kv.deleted) return null;
     return this.#sql.exec<QueueRow>("SELECT * FROM queue ORDER BY seq LIMIT 1").toArray()[0] ?? null;
   }
 
   /** Produces up to `maxSegments` queued segments (the alarm's step; tests call it directly). */
   produce(maxSegments = SEGMENTS_PER_TICK): Promise<number> {
-    return this.#serial(async () => {
+    return this.#kv.serial(async () => {
       let n = 0;
       for (let row = this.#head(); row !== null && n < maxSegments; row = this.#head(), n++) await this.#segment(row);
       return n;
@@ -291,7 +265,7 @@ export class SinkActor extends DurableObject<Env> {
   }
 
   async #segment(row: QueueRow): Promise<void> {
-    const config = this.#get<SinkConfig>("config") as SinkConfig;
+    const config = this.#kv.get<SinkConfig>("config") as SinkConfig;
     const object = await (this.env.ARCHIVE as R2Bucket).get(row.key);
     if (object === null) {
       // Gone from R2 (the archive's retention removed it while the sink waited): skipped, counted, named.
@@ -346,7 +320,7 @@ export class SinkActor extends DurableObject<Env> {
   async #request(config: SinkConfig, lines: Array<Record<string, unknown>>, seq: number): Promise<number> {
     const root = config.url.replace(/\/+$/, "");
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
-    const secret = this.#get<{ auth?: string }>("secrets")?.auth;
+    const secret = this.#kv.get<{ auth?: string }>("secrets")?.auth;
     if (config.auth_header && secret) headers[config.auth_header] = secret;
     const clusterId = config.cluster_id ?? (await this.#cluster(root, headers, config.timeout_ms));
     const body = lines.map((l) => JSON.stringify(produceRecord(l, config.key))).join("\n");
@@ -408,9 +382,9 @@ export class SinkActor extends DurableObject<Env> {
   // The alarm ---------------------------------------------------------------
 
   override async alarm(): Promise<void> {
-    const meta = this.#get<Meta>("meta");
+    const meta = this.#kv.get<Meta>("meta");
     if (meta === null) return;
-    const run = this.#get<Run>("run") as Run;
+    const run = this.#kv.get<Run>("run") as Run;
     if (run.state === "paused" || run.state === "failed") return;
     try {
       await this.produce();
@@ -424,18 +398,18 @@ export class SinkActor extends DurableObject<Env> {
       });
       if (more) await this.ctx.storage.setAlarm(now);
     } catch (err) {
-      if (this.#get<Meta>("meta") === null) return; // deleted meanwhile
+      if (this.#kv.get<Meta>("meta") === null) return; // deleted meanwhile
       await this.#failed(meta, err);
     }
   }
 
   async #failed(meta: Meta, err: unknown): Promise<void> {
-    const config = this.#get<SinkConfig>("config") as SinkConfig;
+    const config = this.#kv.get<SinkConfig>("config") as SinkConfig;
     const e =
       err instanceof SourceError
         ? err
         : new SourceError("internal", `${(err as Error).name}: ${(err as Error).message}`);
-    const message = redact(e.message, this.#get<{ auth?: string }>("secrets") ?? {});
+    const message = redact(e.message, this.#kv.get<{ auth?: string }>("secrets") ?? {});
     const now = Date.now();
     console.error(`edgepulse: sink ${meta.tenant}/${meta.id}: ${e.code}: ${message}`);
     const run = this.#run((r) => {

@@ -44,6 +44,7 @@ import {
   secretsView,
 } from "../core/sources";
 import { isoOrNull, isoTime } from "../core/time";
+import { KV_SCHEMA, KvState } from "./kv-state";
 import { type Delivery, type OutboxRow, sendOutbox } from "./sources/deliver";
 import { httpPuller } from "./sources/http";
 import { kafkaPuller } from "./sources/kafka";
@@ -52,7 +53,7 @@ import { R2_SCHEMA, r2Puller } from "./sources/r2";
 import type { PullContext, Puller } from "./sources/types";
 
 const SCHEMA = [
-  "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID",
+  KV_SCHEMA,
   // Events produced and not yet delivered: at most one poll's (≤ max_records), see above.
   "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, event TEXT NOT NULL)",
   ...PG_SCHEMA,
@@ -100,16 +101,16 @@ const add = (into: Partial<Record<EventErrorCode, number>>, from: Partial<Record
 export class SourceActor extends DurableObject<Env> {
   readonly #config: Config;
   readonly #sql: SqlStorage;
+  /** Its settings, run state and counters (kv), its one-at-a-time queue and its deleted flag. */
+  readonly #kv: KvState;
   #puller: Puller | null = null;
   #mapping: CompiledMapping | null = null;
-  #deleted = false;
-  /** Ticks, polls and deliveries run one at a time. */
-  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#config = loadConfig(env as unknown as Record<string, unknown>);
     this.#sql = ctx.storage.sql;
+    this.#kv = new KvState(this.#sql);
     ctx.blockConcurrencyWhile(async () => {
       for (const stmt of SCHEMA) this.#sql.exec(stmt);
     });
@@ -117,34 +118,14 @@ export class SourceActor extends DurableObject<Env> {
 
   // Storage -----------------------------------------------------------------
 
-  #get<T>(k: string): T | null {
-    // Deleted: deleteAll() dropped the tables too; this instance holds nothing any more.
-    if (this.#deleted) return null;
-    const row = this.#sql.exec<{ v: string }>("SELECT v FROM kv WHERE k = ?", k).toArray()[0];
-    return row ? (JSON.parse(row.v) as T) : null;
-  }
-
-  #put(k: string, v: unknown): void {
-    this.#sql.exec("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", k, JSON.stringify(v));
-  }
-
   #pending(): number {
-    if (this.#deleted) return 0;
+    if (this.#kv.deleted) return 0;
     return this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
   }
 
   /** Changes the run state (read and written with no await between, so concurrent steps cannot lose a change). */
   #run(change: (r: Run) => void): Run {
-    const r = this.#get<Run>("run") as Run;
-    change(r);
-    this.#put("run", r);
-    return r;
-  }
-
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#queue.then(fn, fn);
-    this.#queue = next.catch(() => {});
-    return next;
+    return this.#kv.change<Run>("run", change);
   }
 
   // RPC ---------------------------------------------------------------------
@@ -167,10 +148,10 @@ export class SourceActor extends DurableObject<Env> {
       updated_at: now,
     };
     this.ctx.storage.transactionSync(() => {
-      this.#put("meta", meta);
-      this.#put("config", input.config);
-      this.#put("secrets", input.secrets);
-      this.#put("run", {
+      this.#kv.put("meta", meta);
+      this.#kv.put("config", input.config);
+      this.#kv.put("secrets", input.secrets);
+      this.#kv.put("run", {
         state: "running",
         failures: 0,
         last_error: null,
@@ -178,18 +159,24 @@ export class SourceActor extends DurableObject<Env> {
         last_success_at: null,
         next_poll_at: now,
       } satisfies Run);
-      this.#put("counters", { produced: 0, delivered: 0, duplicates: 0, rejected: {}, lag: null } satisfies Counters);
+      this.#kv.put("counters", {
+        produced: 0,
+        delivered: 0,
+        duplicates: 0,
+        rejected: {},
+        lag: null,
+      } satisfies Counters);
     });
     await this.ctx.storage.setAlarm(now);
     return this.view() as SourceView;
   }
 
   view(): SourceView | null {
-    const meta = this.#get<Meta>("meta");
+    const meta = this.#kv.get<Meta>("meta");
     if (meta === null) return null;
-    const config = this.#get<SourceConfig>("config") as SourceConfig;
-    const run = this.#get<Run>("run") as Run;
-    const counters = this.#get<Counters>("counters") as Counters;
+    const config = this.#kv.get<SourceConfig>("config") as SourceConfig;
+    const run = this.#kv.get<Run>("run") as Run;
+    const counters = this.#kv.get<Counters>("counters") as Counters;
     const puller = this.#pullerFor(meta, config);
     return {
       id: meta.id,
@@ -199,9 +186,9 @@ export class SourceActor extends DurableObject<Env> {
       created_at: isoTime(meta.created_at),
       updated_at: isoTime(meta.updated_at),
       config,
-      secrets: secretsView(meta.kind, this.#get<SourceSecrets>("secrets") ?? {}),
+      secrets: secretsView(meta.kind, this.#kv.get<SourceSecrets>("secrets") ?? {}),
       status: {
-        cursor: puller.cursorView(this.#get("cursor"), this.#sql),
+        cursor: puller.cursorView(this.#kv.get("cursor"), this.#sql),
         lag: counters.lag,
         lag_unit: puller.lagUnit,
         events_produced: counters.produced,
@@ -220,46 +207,41 @@ export class SourceActor extends DurableObject<Env> {
 
   /** Stops polling (what the outbox holds is still delivered). */
   async pause(): Promise<SourceView | null> {
-    if (this.#get<Meta>("meta") === null) return null;
+    if (this.#kv.get<Meta>("meta") === null) return null;
     const pending = this.#pending();
     this.#run((r) => {
       r.state = "paused";
       r.next_poll_at = null;
     });
-    this.#touch();
+    this.#kv.touch();
     if (pending === 0) await this.ctx.storage.deleteAlarm();
     return this.view();
   }
 
   /** Polls again at once, whatever the state (a failed source after its cause was fixed). */
   async resume(): Promise<SourceView | null> {
-    if (this.#get<Meta>("meta") === null) return null;
+    if (this.#kv.get<Meta>("meta") === null) return null;
     const now = Date.now();
     this.#run((r) => {
       r.state = "running";
       r.failures = 0;
       r.next_poll_at = now;
     });
-    this.#touch();
+    this.#kv.touch();
     await this.ctx.storage.setAlarm(now);
     return this.view();
   }
 
-  #touch(): void {
-    const meta = this.#get<Meta>("meta") as Meta;
-    this.#put("meta", { ...meta, updated_at: Date.now() });
-  }
-
   /** Deletes the source: one last delivery of the outbox, then everything this object holds. */
   async destroy(): Promise<{ undelivered: number } | null> {
-    const meta = this.#get<Meta>("meta");
+    const meta = this.#kv.get<Meta>("meta");
     if (meta === null) return null;
-    const undelivered = await this.#serial(async () => {
+    const undelivered = await this.#kv.serial(async () => {
       if (this.#pending() > 0) await this.deliver().catch(() => undefined);
       const left = this.#pending();
-      const puller = this.#pullerFor(meta, this.#get("config") as SourceConfig);
+      const puller = this.#pullerFor(meta, this.#kv.get("config") as SourceConfig);
       const ctx = this.#context(meta, Date.now());
-      this.#deleted = true;
+      this.#kv.deleted = true;
       await puller.close?.(ctx).catch(() => {});
       return left;
     });
@@ -286,12 +268,12 @@ export class SourceActor extends DurableObject<Env> {
   }
 
   #context(meta: Meta, now: number): PullContext {
-    const config = this.#get<SourceConfig>("config") as SourceConfig;
+    const config = this.#kv.get<SourceConfig>("config") as SourceConfig;
     return {
       tenant: meta.tenant,
       sourceId: meta.id,
-      secrets: this.#get<SourceSecrets>("secrets") ?? {},
-      cursor: this.#get("cursor"),
+      secrets: this.#kv.get<SourceSecrets>("secrets") ?? {},
+      cursor: this.#kv.get("cursor"),
       env: this.env,
       sql: this.#sql,
       now,
@@ -305,17 +287,17 @@ export class SourceActor extends DurableObject<Env> {
    * while the outbox still holds events (deliver them first).
    */
   poll(): Promise<PollResult> {
-    return this.#serial(() => this.#poll());
+    return this.#kv.serial(() => this.#poll());
   }
 
   async #poll(): Promise<PollResult> {
-    const meta = this.#get<Meta>("meta");
-    if (meta === null || this.#deleted || this.#pending() > 0) return { produced: 0, rejected: 0, more: false };
-    const config = this.#get<SourceConfig>("config") as SourceConfig;
+    const meta = this.#kv.get<Meta>("meta");
+    if (meta === null || this.#kv.deleted || this.#pending() > 0) return { produced: 0, rejected: 0, more: false };
+    const config = this.#kv.get<SourceConfig>("config") as SourceConfig;
     const puller = this.#pullerFor(meta, config);
     const mapping = this.#mapping as CompiledMapping;
     const pulled = await puller.pull(this.#context(meta, Date.now()));
-    if (this.#deleted) return { produced: 0, rejected: 0, more: false };
+    if (this.#kv.deleted) return { produced: 0, rejected: 0, more: false };
     const now = Date.now();
     const rows: Array<[string, StreamEvent]> = [];
     const rejected: Partial<Record<EventErrorCode, number>> = {};
@@ -331,12 +313,12 @@ export class SourceActor extends DurableObject<Env> {
       }
       // The kind's bookkeeping may move its cursor (a settled key, a floor): it runs before the cursor is stored.
       pulled.commit?.(this.#sql, now);
-      this.#put("cursor", pulled.cursor);
-      const counters = this.#get<Counters>("counters") as Counters;
+      this.#kv.put("cursor", pulled.cursor);
+      const counters = this.#kv.get<Counters>("counters") as Counters;
       counters.produced += rows.length;
       add(counters.rejected, rejected);
       if (pulled.lag !== null) counters.lag = pulled.lag;
-      this.#put("counters", counters);
+      this.#kv.put("counters", counters);
     });
     const nRejected = Object.values(rejected).reduce((a, n) => a + (n ?? 0), 0);
     return { produced: rows.length, rejected: nRejected, more: pulled.more };
@@ -344,11 +326,11 @@ export class SourceActor extends DurableObject<Env> {
 
   /** Hands the outbox to the streams; returns what happened, without acknowledging anything. */
   send(): Promise<Delivery> {
-    return this.#serial(() => this.#send());
+    return this.#kv.serial(() => this.#send());
   }
 
   async #send(): Promise<Delivery> {
-    const meta = this.#get<Meta>("meta");
+    const meta = this.#kv.get<Meta>("meta");
     const rows = this.#sql
       .exec<{ seq: number; stream: string; event: string }>("SELECT seq, stream, event FROM outbox ORDER BY seq")
       .toArray()
@@ -363,14 +345,14 @@ export class SourceActor extends DurableObject<Env> {
 
   /** Deletes the delivered events from the outbox and counts them, in one transaction. */
   ack(d: Delivery): void {
-    if (this.#deleted || this.#get<Meta>("meta") === null) return;
+    if (this.#kv.deleted || this.#kv.get<Meta>("meta") === null) return;
     this.ctx.storage.transactionSync(() => {
       for (const seq of d.done) this.#sql.exec("DELETE FROM outbox WHERE seq = ?", seq);
-      const counters = this.#get<Counters>("counters") as Counters;
+      const counters = this.#kv.get<Counters>("counters") as Counters;
       counters.delivered += d.accepted;
       counters.duplicates += d.duplicates;
       add(counters.rejected, d.rejected);
-      this.#put("counters", counters);
+      this.#kv.put("counters", counters);
     });
   }
 
@@ -390,19 +372,19 @@ export class SourceActor extends DurableObject<Env> {
   // The alarm ---------------------------------------------------------------
 
   override async alarm(): Promise<void> {
-    await this.#serial(() => this.#tick());
+    await this.#kv.serial(() => this.#tick());
   }
 
   async #tick(): Promise<void> {
-    const meta = this.#get<Meta>("meta");
-    if (meta === null || this.#deleted) return;
-    const config = this.#get<SourceConfig>("config") as SourceConfig;
+    const meta = this.#kv.get<Meta>("meta");
+    if (meta === null || this.#kv.deleted) return;
+    const config = this.#kv.get<SourceConfig>("config") as SourceConfig;
     const puller = this.#pullerFor(meta, config);
     const started = Date.now();
     let more = false;
     try {
       if (this.#pending() > 0) await this.deliver();
-      const state = (this.#get<Run>("run") as Run).state;
+      const state = (this.#kv.get<Run>("run") as Run).state;
       if (state === "paused" || state === "failed") return;
       this.#run((r) => {
         r.last_poll_at = started;
@@ -412,7 +394,7 @@ export class SourceActor extends DurableObject<Env> {
       more = polled.more;
       if (this.#pending() > 0) await this.deliver();
       await puller.delivered?.(this.#context(meta, Date.now()));
-      if (this.#deleted) return;
+      if (this.#kv.deleted) return;
       const now = Date.now();
       const next = now + (more ? CATCH_UP_DELAY_MS : config.interval_ms);
       const run = this.#run((r) => {
@@ -425,7 +407,7 @@ export class SourceActor extends DurableObject<Env> {
       });
       if (run.state === "running") await this.ctx.storage.setAlarm(next);
     } catch (err) {
-      if (this.#deleted) return;
+      if (this.#kv.deleted) return;
       await this.#failed(meta, config, err);
     }
   }
@@ -435,7 +417,7 @@ export class SourceActor extends DurableObject<Env> {
       err instanceof SourceError
         ? err
         : new SourceError("internal", `${(err as Error).name}: ${(err as Error).message}`);
-    const message = redact(e.message, this.#get<SourceSecrets>("secrets") ?? {});
+    const message = redact(e.message, this.#kv.get<SourceSecrets>("secrets") ?? {});
     const now = Date.now();
     console.error(`edgepulse: source ${meta.tenant}/${meta.id} (${meta.kind}): ${e.code}: ${message}`);
     const waiting = this.#pending() > 0;
