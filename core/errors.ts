@@ -87,6 +87,13 @@ export const ERRORS = {
     message: "Another entity of this kind has this id, or the same name (first and last name, title).",
   },
   catalog_limit: { status: 409, message: "The tenant's catalog holds the most entities of this kind allowed." },
+  invalid_funnel: { status: 400, message: "The funnel is not valid." },
+  funnel_not_found: { status: 404, message: "No such funnel for this tenant." },
+  funnel_conflict: {
+    status: 409,
+    message: "A different funnel has this name; funnels cannot be changed: delete it first or choose another name.",
+  },
+  funnel_limit: { status: 409, message: "The tenant has the most funnels allowed; delete one first." },
   internal_error: { status: 500, message: "Something went wrong on our side." },
 } as const;
 

@@ -51,7 +51,8 @@ const dimKey = z.string().min(1).max(MAX_DIM_KEY_LENGTH);
 const alias = z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, "must match [a-z][a-z0-9_]{0,31}");
 const time = z.union([z.number(), z.string()]);
 
-const Filter = z.strictObject({
+/** A filter as written (`value` or `values`); normalizeFilters checks and normalizes a list of them. */
+export const FilterSpec = z.strictObject({
   dim: dimKey,
   op: z.enum(FILTER_OPS),
   value: z.string().max(MAX_DIM_VALUE_LENGTH).optional(),
@@ -68,7 +69,7 @@ export const QueryBody = z
     stream: z.string().optional().describe("The stream (or use streams for several)."),
     streams: z.record(alias, z.string()).optional().describe("Aliases → streams, for formulas across streams."),
     measures: z.array(MeasureSpec).min(1).max(QUERY_LIMITS.maxMeasures),
-    filters: z.array(Filter).max(QUERY_LIMITS.maxFilters).optional(),
+    filters: z.array(FilterSpec).max(QUERY_LIMITS.maxFilters).optional(),
     group_by: z.array(dimKey).max(3).optional(),
     range: z.union([
       z.strictObject({ last: z.string().regex(DURATION, 'a duration like "15m", "24h" or "7d"') }),
@@ -208,6 +209,17 @@ export function matches(f: Filter, value: string): boolean {
   }
 }
 
+/** Filters as written → normalized; refuses (invalid_query, naming `field`.i) a filter without values or an eq/neq with several. */
+export function normalizeFilters(specs: Array<z.infer<typeof FilterSpec>>, field: string): Filter[] {
+  return specs.map((f, i): Filter => {
+    const values = f.values ?? (f.value !== undefined ? [f.value] : []);
+    if (values.length === 0) fail(`${field}.${i}`, 'give "value" or "values".');
+    if ((f.op === "eq" || f.op === "neq") && values.length !== 1)
+      fail(`${field}.${i}.op`, `"${f.op}" takes one value; use "in" or "not_in".`);
+    return { dim: f.dim, op: f.op, values };
+  });
+}
+
 export interface Output {
   /** Column name. */
   name: string;
@@ -273,13 +285,7 @@ export function parseQuery(body: unknown, now: number): Query {
     refs(o.expr, r);
     for (const x of r) needs.get(x.alias)?.add(x.measure);
   }
-  const filters = (q.filters ?? []).map((f, i): Filter => {
-    const values = f.values ?? (f.value !== undefined ? [f.value] : []);
-    if (values.length === 0) fail(`filters.${i}`, 'give "value" or "values".');
-    if ((f.op === "eq" || f.op === "neq") && values.length !== 1)
-      fail(`filters.${i}.op`, `"${f.op}" takes one value; use "in" or "not_in".`);
-    return { dim: f.dim, op: f.op, values };
-  });
+  const filters = normalizeFilters(q.filters ?? [], "filters");
   const groupBy = q.group_by ?? [];
   if (new Set(groupBy).size !== groupBy.length) fail("group_by", "a key appears twice.");
 

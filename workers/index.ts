@@ -13,6 +13,7 @@ import type { AppEnv } from "./lib/types";
 import { runMaintenance } from "./maintenance";
 import { apiDescription } from "./openapi/app";
 
+export { FunnelActor } from "../durable-objects/funnel-actor";
 export { KeyDirectory } from "../durable-objects/key-directory";
 export { MetricActor } from "../durable-objects/metric-actor";
 export { RateLimiter } from "../durable-objects/rate-limiter";

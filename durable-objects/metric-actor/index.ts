@@ -13,6 +13,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { AlertRule } from "../../core/alerts";
 import { type Config, loadConfig } from "../../core/config";
+import type { Tap } from "../../core/funnels";
 import { type AlertEvent, HEARTBEAT } from "../../core/live";
 import {
   type FlushStatus,
@@ -30,6 +31,7 @@ import { Alerts, type RuleStatus } from "./alerts";
 import { Archive } from "./archive";
 import { BACKFILL_MAX_PENDING_BATCHES, Backfill } from "./backfill";
 import { type BreakdownFigures, type DimRow, Dims } from "./dims";
+import { FunnelFeed } from "./funnels";
 import { History } from "./history";
 import { Ingest, type Meta } from "./ingest";
 import { Live } from "./live";
@@ -89,6 +91,7 @@ export interface Parts {
   archive: Archive;
   backfill: Backfill;
   replay: Replay;
+  funnels: FunnelFeed;
 }
 
 /**
@@ -147,6 +150,7 @@ export class MetricActor extends DurableObject<Env> {
       this.parts.scaling,
       this.parts.archive,
       this.parts.replay,
+      this.parts.funnels,
     ])
       this.#planner.add(p);
     ctx.blockConcurrencyWhile(async () => {
@@ -191,6 +195,7 @@ export class MetricActor extends DurableObject<Env> {
     const webhooks = new Webhooks(this.env, storage, outbox, history, meta);
     const archive = new Archive(this.env, this.config, sql, storage, meta, () => replay.holdsArchive());
     const replay: Replay = new Replay(this.env, this.config, sql, storage, outbox, meta, dims);
+    const funnels = new FunnelFeed(this.env, sql, outbox, meta);
     const backfill = new Backfill(this.config, sql, storage, outbox, archive, Boolean(this.env.DATABASE_URL));
     const ingest: Ingest = new Ingest(sql, storage, this.config, store, {
       applyDims: (events) => dims.apply(events),
@@ -198,6 +203,7 @@ export class MetricActor extends DurableObject<Env> {
         dims.persist(dimsResult);
         history.markMinutes(changed.minutes, now);
         archive.append(m.stream, admitted, now);
+        funnels.append(admitted, now);
       },
       committed: (admitted, now) => {
         live.committed(admitted, now);
@@ -221,6 +227,7 @@ export class MetricActor extends DurableObject<Env> {
       archive,
       backfill,
       replay,
+      funnels,
     };
   }
 
@@ -236,6 +243,7 @@ export class MetricActor extends DurableObject<Env> {
     p.archive.load(Date.now());
     p.backfill.load();
     p.replay.load();
+    p.funnels.load();
   }
 
   /**
@@ -437,6 +445,21 @@ export class MetricActor extends DurableObject<Env> {
     p.live.hubSoon(now);
     await this.#planner.arm();
     return { dimension_sets: p.dims.sets(), scaling, applies_from: now };
+  }
+
+  /** Sets the funnel steps this stream's events feed (the funnels API computes them); from now on. */
+  async setFunnelTaps(tenant: string, stream: string, taps: Tap[]): Promise<void> {
+    const p = this.parts;
+    const meta = p.ingest.ensureMeta(tenant, stream);
+    p.storage.transactionSync(() => {
+      p.funnels.setTaps(taps);
+      p.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(meta));
+    });
+  }
+
+  /** Step-event batches still owed to funnel shards, and batches let go past the bound. */
+  funnelStatus(): { pending: number; dropped: number; taps: number } {
+    return { ...this.parts.funnels.status(), taps: this.parts.funnels.taps().length };
   }
 
   /** Adds or replaces an alert rule (the Worker has validated it); evaluates it at once. */

@@ -11,9 +11,10 @@
  *
  * Topics: "minute" (a history row), "dims" (a minute's dimension rows),
  * "alert" (an alert transition's PostgreSQL row), "webhook" (one delivery
- * of a transition to one target), "backfill" (minute deltas of backfilled events, backfill.ts).
+ * of a transition to one target), "backfill" (minute deltas of backfilled events, backfill.ts), "funnel"
+ * (a numbered batch of step events for one funnel shard, funnels.ts).
  */
-export type Topic = "minute" | "dims" | "alert" | "webhook" | "backfill";
+export type Topic = "minute" | "dims" | "alert" | "webhook" | "backfill" | "funnel";
 export type EntryState = "pending" | "done" | "failed";
 
 export interface OutboxEntry {
@@ -132,6 +133,19 @@ export class Outbox {
         topic,
         prefix,
         `${prefix}\uffff`,
+      )
+      .toArray();
+  }
+
+  /** Pending entries of a topic whose key starts with `prefix`, in key order, due or not. */
+  pendingByKey(topic: Topic, prefix: string, limit: number): OutboxEntry[] {
+    return this.sql
+      .exec<OutboxEntry>(
+        "SELECT * FROM outbox WHERE topic = ? AND key >= ? AND key < ? AND state = 'pending' ORDER BY key LIMIT ?",
+        topic,
+        prefix,
+        `${prefix}\uffff`,
+        limit,
       )
       .toArray();
   }

@@ -81,3 +81,27 @@ export async function gzip(text: string): Promise<Uint8Array> {
   const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
+
+/** A JSON call with a key; the body is read at once (so a failed assertion never leaves a stream open). */
+export async function call(method: string, path: string, key: string, body?: unknown): Promise<Response> {
+  const res = await SELF.fetch(`${BASE}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return new Response(text === "" && (res.status === 204 || res.status === 304) ? null : text, {
+    status: res.status,
+    headers: res.headers,
+  });
+}
+
+/** Polls `probe` until `done` holds of its answer (each try awaits the previous); fails with the last answer. */
+export async function until<T>(probe: () => Promise<T>, done: (v: T) => boolean, tries = 400): Promise<T> {
+  let last: T = await probe();
+  for (let i = 0; i < tries && !done(last); i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    last = await probe();
+  }
+  return last;
+}

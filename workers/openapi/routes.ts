@@ -30,6 +30,7 @@ import { MAX_SOURCES_PER_TENANT } from "../../core/sources";
 import { WINDOW_NAMES, type WindowName } from "../../core/window";
 import { ALERT_EVENTS } from "../aggregator/alerts";
 import { STREAM_LIST } from "../aggregator/app";
+import { FUNNEL_OPERATIONS } from "./routes-funnels";
 
 export const TAGS = {
   Ingest: "Send events.",
@@ -46,6 +47,7 @@ export const TAGS = {
   Sinks: "Sinks: every accepted event produced to Kafka through a REST Proxy (admin key).",
   Archive: "The raw archive: every accepted event, kept in R2.",
   Catalog: "The entities dimension values name: products, users and courses (PostgreSQL).",
+  Funnels: "Ordered steps within a conversion window per user: live conversion, by a dim and per day.",
   Service: "Health, version and this description.",
 } as const;
 export type Tag = keyof typeof TAGS;
@@ -688,6 +690,9 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     responses: { 200: { description: "Removed.", json: R.CatalogDeleted } },
     errors: ["catalog_kind_not_found", "entity_not_found", "restricted_credential", "history_disabled"],
   },
+
+  // Funnels (routes-funnels.ts) ----------------------------------------------
+  ...FUNNEL_OPERATIONS,
 
   // Keys ---------------------------------------------------------------------
   "GET /v1/keys": {

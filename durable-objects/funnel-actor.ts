@@ -1,0 +1,278 @@
+/**
+ * FunnelActor: a tenant's funnels (core/funnels.ts). One class, two roles by name:
+ *
+ * - `<tenant>#funnels` is the tenant's directory of funnel definitions (≤ MAX_FUNNELS_PER_TENANT);
+ * - `<tenant>#funnels#<k>` (k < FUNNEL_SHARDS) keeps the journeys of the users whose id hashes to k, for
+ *   every funnel of the tenant, and the counts per day, breakdown value and step.
+ *
+ * Stream actors deliver their accepted step events in batches numbered per stream; a shard applies each
+ * batch once (it keeps the last number applied per stream, in the same transaction as the counts), so a
+ * redelivery after a lost answer changes nothing. Each user's state is recomputed from their kept events
+ * (core/funnels.ts applyUser), so the counts do not depend on the order streams deliver in.
+ *
+ * Bounds: per shard, one row per (funnel, user) with live journeys (each ≤ FUNNEL_MAX_USER_EVENTS events,
+ * let go by the alarm once past the horizon); counts ≤ funnels × FUNNEL_RETENTION_DAYS ×
+ * (FUNNEL_MAX_BREAKDOWN_VALUES + 1) × steps; one `applied` row per stream that feeds a funnel; the last 1,000
+ * deleted funnel ids.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { type Config, loadConfig } from "../core/config";
+import {
+  applyUser,
+  type CountRow,
+  dayOf,
+  expiresAt,
+  FUNNEL_GRACE_MS,
+  FUNNEL_MAX_BREAKDOWN_VALUES,
+  FUNNEL_OTHER,
+  FUNNEL_RETENTION_DAYS,
+  type FunnelDef,
+  type FunnelItem,
+  type LogEntry,
+  MAX_FUNNELS_PER_TENANT,
+  sameFunnel,
+  type UserState,
+} from "../core/funnels";
+
+const SCHEMA = [
+  // Directory role: the tenant's definitions.
+  "CREATE TABLE IF NOT EXISTS defs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, def TEXT NOT NULL) WITHOUT ROWID",
+  // Shard role.
+  "CREATE TABLE IF NOT EXISTS applied (source TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
+  `CREATE TABLE IF NOT EXISTS users (funnel TEXT NOT NULL, user TEXT NOT NULL, state TEXT NOT NULL,
+     expires INTEGER NOT NULL, PRIMARY KEY (funnel, user)) WITHOUT ROWID`,
+  "CREATE INDEX IF NOT EXISTS users_expires ON users (expires)",
+  `CREATE TABLE IF NOT EXISTS counts (funnel TEXT NOT NULL, day INTEGER NOT NULL, b TEXT NOT NULL, step INTEGER NOT NULL,
+     n INTEGER NOT NULL, PRIMARY KEY (funnel, day, b, step)) WITHOUT ROWID`,
+  "CREATE TABLE IF NOT EXISTS tallies (funnel TEXT PRIMARY KEY, late INTEGER NOT NULL, overflow INTEGER NOT NULL) WITHOUT ROWID",
+  "CREATE TABLE IF NOT EXISTS gone (funnel TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
+];
+
+/** User states let go per alarm run (the rest wait for the next run). */
+const SWEEP_BATCH = 2000;
+const SWEEP_EVERY_MS = 60_000;
+const GONE_KEPT = 1000;
+
+/** One numbered batch of a stream's step events for this shard. */
+export interface FunnelBatch {
+  seq: number;
+  items: FunnelItem[];
+}
+
+export type DefineOutcome =
+  | { ok: true; funnel: FunnelDef; created: boolean }
+  | { ok: false; reason: "conflict" | "limit" };
+
+export interface ShardResults {
+  rows: CountRow[];
+  late: number;
+  overflow: number;
+  users: number;
+  state_bytes: number;
+}
+
+export class FunnelActor extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
+  readonly #config: Config;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#config = loadConfig(env as unknown as Record<string, unknown>);
+    ctx.blockConcurrencyWhile(async () => {
+      for (const stmt of SCHEMA) this.#sql.exec(stmt);
+    });
+  }
+
+  // Directory role ------------------------------------------------------------
+
+  /** Stores a definition; the same definition under the same name again is not a conflict. */
+  define(def: FunnelDef): DefineOutcome {
+    const existing = this.#sql.exec<{ def: string }>("SELECT def FROM defs WHERE name = ?", def.name).toArray()[0];
+    if (existing) {
+      const old = JSON.parse(existing.def) as FunnelDef;
+      return sameFunnel(old, def) ? { ok: true, funnel: old, created: false } : { ok: false, reason: "conflict" };
+    }
+    const n = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM defs").one().n;
+    if (n >= MAX_FUNNELS_PER_TENANT) return { ok: false, reason: "limit" };
+    this.#sql.exec("INSERT INTO defs (id, name, def) VALUES (?, ?, ?)", def.id, def.name, JSON.stringify(def));
+    return { ok: true, funnel: def, created: true };
+  }
+
+  list(): FunnelDef[] {
+    return this.#sql
+      .exec<{ def: string }>("SELECT def FROM defs")
+      .toArray()
+      .map((r) => JSON.parse(r.def) as FunnelDef)
+      .sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
+  }
+
+  get(id: string): FunnelDef | null {
+    const row = this.#sql.exec<{ def: string }>("SELECT def FROM defs WHERE id = ?", id).toArray()[0];
+    return row ? (JSON.parse(row.def) as FunnelDef) : null;
+  }
+
+  remove(id: string): FunnelDef | null {
+    const def = this.get(id);
+    if (def) this.#sql.exec("DELETE FROM defs WHERE id = ?", id);
+    return def;
+  }
+
+  // Shard role ----------------------------------------------------------------
+
+  /**
+   * Applies a stream's batches, in order; batches at or below the last one applied from that stream are
+   * already counted and skipped. Returns the last batch number applied.
+   */
+  apply(source: string, batches: FunnelBatch[], now = Date.now()): number {
+    const horizon = now - this.#horizonLag();
+    let last = 0;
+    this.ctx.storage.transactionSync(() => {
+      last = this.#sql.exec<{ seq: number }>("SELECT seq FROM applied WHERE source = ?", source).toArray()[0]?.seq ?? 0;
+      const fresh = batches.filter((b) => b.seq > last).sort((a, b) => a.seq - b.seq);
+      if (fresh.length === 0) return;
+      // Group by (funnel, user): one recompute per user per call.
+      const byUser = new Map<string, { item: FunnelItem; entries: LogEntry[] }>();
+      const gone = new Set(
+        this.#sql
+          .exec<{ funnel: string }>("SELECT funnel FROM gone")
+          .toArray()
+          .map((r) => r.funnel),
+      );
+      for (const b of fresh) {
+        for (const item of b.items) {
+          if (gone.has(item.f)) continue;
+          const key = `${item.f}\u0000${item.u}`;
+          const entry: LogEntry = [item.t, item.s, item.s === 0 && item.b !== undefined ? item.b : null];
+          const g = byUser.get(key);
+          if (g) g.entries.push(entry);
+          else byUser.set(key, { item, entries: [entry] });
+        }
+      }
+      for (const { item, entries } of byUser.values()) this.#applyUser(item, entries, horizon);
+      last = fresh[fresh.length - 1].seq;
+      this.#sql.exec("INSERT OR REPLACE INTO applied (source, seq) VALUES (?, ?)", source, last);
+    });
+    this.#armSweep(now).catch((err: Error) => console.error(`edgepulse: funnel alarm: ${err.message}`));
+    return last;
+  }
+
+  #applyUser(item: FunnelItem, entries: LogEntry[], horizon: number): void {
+    const row = this.#sql
+      .exec<{ state: string }>("SELECT state FROM users WHERE funnel = ? AND user = ?", item.f, item.u)
+      .toArray()[0];
+    const prev = row ? (JSON.parse(row.state) as UserState) : null;
+    const out = applyUser(prev, entries, item.w, horizon, (day, b) => this.#fold(item.f, day, b));
+    for (const d of out.deltas) {
+      for (let step = d.from; step <= d.to; step++) {
+        this.#sql.exec(
+          `INSERT INTO counts (funnel, day, b, step, n) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (funnel, day, b, step) DO UPDATE SET n = n + excluded.n`,
+          item.f,
+          d.day,
+          d.b,
+          step,
+          d.d,
+        );
+      }
+    }
+    if (out.late || out.overflow) {
+      this.#sql.exec(
+        `INSERT INTO tallies (funnel, late, overflow) VALUES (?, ?, ?)
+         ON CONFLICT (funnel) DO UPDATE SET late = late + excluded.late, overflow = overflow + excluded.overflow`,
+        item.f,
+        out.late,
+        out.overflow,
+      );
+    }
+    if (out.state.log.length === 0 && out.state.counted.length === 0) {
+      if (row) this.#sql.exec("DELETE FROM users WHERE funnel = ? AND user = ?", item.f, item.u);
+      return;
+    }
+    this.#sql.exec(
+      "INSERT OR REPLACE INTO users (funnel, user, state, expires) VALUES (?, ?, ?, ?)",
+      item.f,
+      item.u,
+      JSON.stringify(out.state),
+      expiresAt(out.state, item.w, this.#horizonLag()),
+    );
+  }
+
+  /** The value a new journey is counted under: its own while the day has room for it, else __other__. */
+  #fold(funnel: string, day: number, b: string): string {
+    const known = this.#sql
+      .exec("SELECT 1 FROM counts WHERE funnel = ? AND day = ? AND b = ? LIMIT 1", funnel, day, b)
+      .toArray().length;
+    if (known) return b;
+    const values = this.#sql
+      .exec<{ n: number }>("SELECT count(DISTINCT b) AS n FROM counts WHERE funnel = ? AND day = ?", funnel, day)
+      .one().n;
+    return values < FUNNEL_MAX_BREAKDOWN_VALUES ? b : FUNNEL_OTHER;
+  }
+
+  #horizonLag(): number {
+    return this.#config.ALLOWED_LATENESS_MS + FUNNEL_GRACE_MS;
+  }
+
+  /** A funnel's counts over [fromDay, toDay], with its late and overflow tallies and its live user states. */
+  results(funnel: string, fromDay: number, toDay: number): ShardResults {
+    const rows = this.#sql
+      .exec<{ day: number; b: string; step: number; n: number }>(
+        "SELECT day, b, step, n FROM counts WHERE funnel = ? AND day >= ? AND day <= ? AND n != 0",
+        funnel,
+        fromDay,
+        toDay,
+      )
+      .toArray()
+      .map((r) => ({ day: r.day, b: r.b, step: r.step, n: r.n }));
+    const t = this.#sql
+      .exec<{ late: number; overflow: number }>("SELECT late, overflow FROM tallies WHERE funnel = ?", funnel)
+      .toArray()[0];
+    const u = this.#sql
+      .exec<{ n: number; bytes: number }>(
+        "SELECT count(*) AS n, coalesce(sum(length(state)), 0) AS bytes FROM users WHERE funnel = ?",
+        funnel,
+      )
+      .one();
+    return { rows, late: t?.late ?? 0, overflow: t?.overflow ?? 0, users: u.n, state_bytes: u.bytes };
+  }
+
+  /** Forgets a deleted funnel; its step events still in flight are ignored when they arrive. */
+  drop(funnel: string, now = Date.now()): void {
+    this.ctx.storage.transactionSync(() => {
+      for (const t of ["users", "counts", "tallies"]) this.#sql.exec(`DELETE FROM ${t} WHERE funnel = ?`, funnel);
+      this.#sql.exec("INSERT OR REPLACE INTO gone (funnel, at) VALUES (?, ?)", funnel, now);
+      this.#sql.exec(
+        "DELETE FROM gone WHERE funnel IN (SELECT funnel FROM gone ORDER BY at DESC LIMIT -1 OFFSET ?)",
+        GONE_KEPT,
+      );
+    });
+  }
+
+  /**
+   * Lets go of the user states whose journeys have all ended before the horizon (their counts stand), and of
+   * counts older than the retention. Returns how many states were let go and how many remain.
+   */
+  sweep(now = Date.now()): { released: number; remaining: number } {
+    let released = 0;
+    this.ctx.storage.transactionSync(() => {
+      released = this.#sql.exec(
+        "DELETE FROM users WHERE (funnel, user) IN (SELECT funnel, user FROM users WHERE expires <= ? LIMIT ?)",
+        now,
+        SWEEP_BATCH,
+      ).rowsWritten;
+      this.#sql.exec("DELETE FROM counts WHERE day < ?", dayOf(now) - FUNNEL_RETENTION_DAYS);
+    });
+    const remaining = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM users").one().n;
+    return { released, remaining };
+  }
+
+  async #armSweep(now: number): Promise<void> {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + SWEEP_EVERY_MS);
+  }
+
+  override async alarm(): Promise<void> {
+    const { remaining } = this.sweep();
+    if (remaining > 0) await this.ctx.storage.setAlarm(Date.now() + SWEEP_EVERY_MS);
+  }
+}

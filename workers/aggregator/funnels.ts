@@ -1,0 +1,151 @@
+/**
+ * The funnels API (core/funnels.ts): /v1/funnels. Definitions live in the tenant's funnel directory
+ * (durable-objects/funnel-actor.ts); each step's stream is told which steps its events feed (its taps), and
+ * results are gathered from the tenant's funnel shards. Read keys list and read (a credential limited to
+ * stream prefixes sees only funnels whose every step it may read); admin keys without stream prefixes
+ * create and delete. Every object reached is named by the caller's tenant.
+ */
+import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
+import { z } from "zod";
+import {
+  dayOf,
+  FUNNEL_MAX_DAYS,
+  FUNNEL_SHARDS,
+  FunnelCreate,
+  type FunnelDef,
+  funnelResults,
+  funnelView,
+  MAX_FUNNELS_PER_TENANT,
+  parseFunnel,
+  tapsFor,
+} from "../../core/funnels";
+import { newId } from "../../core/keys";
+import type { KeyGrant } from "../../core/protocol";
+import { describeIssues } from "../../core/schemas";
+import { assertStream, assertUnrestricted, requireKey } from "../lib/auth";
+import { ApiError } from "../lib/errors";
+import { actor } from "../lib/registry";
+import type { AppEnv } from "../lib/types";
+import { jsonBody, onlyParams } from "../lib/validate";
+
+export const funnels = new Hono<AppEnv>();
+
+const directory = (env: Env, tenant: string) => env.FUNNEL_ACTOR.getByName(`${tenant}#funnels`);
+const shardOf = (env: Env, tenant: string, k: number) => env.FUNNEL_ACTOR.getByName(`${tenant}#funnels#${k}`);
+
+const admin = [
+  requireKey("admin"),
+  createMiddleware<AppEnv>(async (c, next) => {
+    assertUnrestricted(c.get("grant"), "managing funnels (they read every stream they name)");
+    await next();
+  }),
+] as const;
+
+const notFound = (id: string) => new ApiError("funnel_not_found", `This tenant has no funnel '${id.slice(0, 64)}'.`);
+
+const readable = (grant: KeyGrant, def: FunnelDef) => {
+  for (const s of def.steps) assertStream(grant, s.stream);
+};
+
+/** Tells every stream of `streams` which funnel steps its events feed, from the tenant's current definitions. */
+async function pushTaps(env: Env, tenant: string, streams: Iterable<string>): Promise<void> {
+  const defs = await directory(env, tenant).list();
+  await Promise.all([...new Set(streams)].map((s) => actor(env, tenant, s).setFunnelTaps(tenant, s, tapsFor(s, defs))));
+}
+
+const DaysParam = z.coerce.number().int().min(1).max(FUNNEL_MAX_DAYS).default(1);
+
+funnels.post("/v1/funnels", ...admin, jsonBody(FunnelCreate, "invalid_funnel"), async (c) => {
+  const tenant = c.get("grant").tenantId;
+  const parsed = parseFunnel(c.req.valid("json"));
+  const outcome = await directory(c.env, tenant).define({ ...parsed, id: newId("f"), created_at: Date.now() });
+  if (!outcome.ok) {
+    throw outcome.reason === "limit"
+      ? new ApiError(
+          "funnel_limit",
+          `This tenant has ${MAX_FUNNELS_PER_TENANT} funnels, the most allowed; delete one first.`,
+        )
+      : new ApiError(
+          "funnel_conflict",
+          `A different funnel named '${parsed.name}' exists; funnels cannot be changed: delete it first or choose another name.`,
+        );
+  }
+  // Sent again when the same definition is created again, so a create that failed half-way can be retried.
+  await pushTaps(
+    c.env,
+    tenant,
+    outcome.funnel.steps.map((s) => s.stream),
+  );
+  return c.json({ funnel: funnelView(outcome.funnel) }, outcome.created ? 201 : 200);
+});
+
+funnels.get("/v1/funnels", requireKey("read"), onlyParams(), async (c) => {
+  const grant = c.get("grant");
+  const defs = await directory(c.env, grant.tenantId).list();
+  const visible = defs.filter((d) => {
+    try {
+      readable(grant, d);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return c.json({ funnels: visible.map(funnelView) });
+});
+
+async function found(env: Env, grant: KeyGrant, id: string): Promise<FunnelDef> {
+  const def = await directory(env, grant.tenantId).get(id);
+  if (def === null) throw notFound(id);
+  readable(grant, def);
+  return def;
+}
+
+funnels.get("/v1/funnels/:id", requireKey("read"), onlyParams(), async (c) => {
+  const def = await found(c.env, c.get("grant"), c.req.param("id"));
+  return c.json({ funnel: funnelView(def) });
+});
+
+funnels.delete("/v1/funnels/:id", ...admin, onlyParams(), async (c) => {
+  const tenant = c.get("grant").tenantId;
+  const def = await directory(c.env, tenant).remove(c.req.param("id"));
+  if (def === null) throw notFound(c.req.param("id"));
+  await pushTaps(
+    c.env,
+    tenant,
+    def.steps.map((s) => s.stream),
+  );
+  await Promise.all(Array.from({ length: FUNNEL_SHARDS }, (_, k) => shardOf(c.env, tenant, k).drop(def.id)));
+  return c.body(null, 204);
+});
+
+funnels.get("/v1/funnels/:id/results", requireKey("read"), onlyParams("days"), async (c) => {
+  const grant = c.get("grant");
+  const days = DaysParam.safeParse(c.req.query("days"));
+  if (!days.success) {
+    const { message } = describeIssues(days.error);
+    throw new ApiError("invalid_request", `days: ${message} (1–${FUNNEL_MAX_DAYS}, default 1 = today, UTC).`);
+  }
+  const def = await found(c.env, grant, c.req.param("id"));
+  const toDay = dayOf(Date.now());
+  const fromDay = toDay - days.data + 1;
+  const parts = await Promise.all(
+    Array.from({ length: FUNNEL_SHARDS }, (_, k) => shardOf(c.env, grant.tenantId, k).results(def.id, fromDay, toDay)),
+  );
+  const sum = (f: (p: (typeof parts)[number]) => number) => parts.reduce((a, p) => a + f(p), 0);
+  return c.json({
+    funnel: funnelView(def),
+    ...funnelResults(
+      def,
+      parts.flatMap((p) => p.rows),
+      fromDay,
+      toDay,
+    ),
+    state: {
+      users: sum((p) => p.users),
+      bytes: sum((p) => p.state_bytes),
+      late: sum((p) => p.late),
+      overflow: sum((p) => p.overflow),
+    },
+  });
+});
