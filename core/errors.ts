@@ -87,6 +87,10 @@ export const ERRORS = {
     message: "Another entity of this kind has this id, or the same name (first and last name, title).",
   },
   catalog_limit: { status: 409, message: "The tenant's catalog holds the most entities of this kind allowed." },
+  catalog_unavailable: {
+    status: 503,
+    message: "The catalog (in PostgreSQL) could not be read; retry the request shortly.",
+  },
   invalid_funnel: { status: 400, message: "The funnel is not valid." },
   funnel_not_found: { status: 404, message: "No such funnel for this tenant." },
   funnel_conflict: {

@@ -1,8 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { CodedError } from "./errors.ts";
 import {
+  attributeValue,
+  checkAttributeGroups,
   chooseSource,
   type DimensionInfo,
+  entityValues,
   evaluate,
   type FilterOp,
   groupKeyOf,
@@ -894,5 +897,119 @@ describe("toCsv", () => {
       const back = readCsv(toCsv({ columns, rows, meta: {} }));
       expect(back).toEqual([columns, ...rows.map((row) => row.map((c) => (c === null ? "" : String(c))))]);
     }
+  });
+});
+
+describe("attributes (grouping by a catalog attribute)", () => {
+  it("reads group_by key → kind.attribute in group_by order, each with the column replacing the key's", () => {
+    const q = parseQuery(
+      body({
+        group_by: ["course", "country", "product"],
+        attributes: { product: "products.category", course: "courses.level" },
+        labels: { country: "users" },
+      }),
+      NOW,
+    );
+    expect(q.attributes).toEqual([
+      { key: "course", kind: "courses", attribute: "level", column: "course_level" },
+      { key: "product", kind: "products", attribute: "category", column: "product_category" },
+    ]);
+    expect(parseQuery(body({ group_by: ["product"] }), NOW).attributes).toEqual([]);
+    // Every attribute of every kind is accepted, the required ones too.
+    for (const a of ["products.name", "products.price", "users.first_name", "users.plan", "courses.instructor"]) {
+      expect(parseQuery(body({ group_by: ["k"], attributes: { k: a } }), NOW).attributes[0].column).toBe(
+        `k_${a.split(".")[1]}`,
+      );
+    }
+  });
+
+  it.each<[string, Partial<QueryInput>, string]>([
+    [
+      "a key not grouped by",
+      { group_by: ["product"], attributes: { course: "courses.level" } },
+      "attributes.course: attributes name group_by keys (product).",
+    ],
+    [
+      "no group_by at all",
+      { attributes: { product: "products.category" } },
+      "attributes.product: attributes name group_by keys (none given).",
+    ],
+    [
+      "a kind alone",
+      { group_by: ["product"], attributes: { product: "products" } },
+      'attributes.product: give "<kind>.<attribute>" like "products.category"; the kinds are products, users, courses.',
+    ],
+    [
+      "an unknown kind",
+      { group_by: ["product"], attributes: { product: "orders.category" } },
+      'attributes.product: give "<kind>.<attribute>" like "products.category"; the kinds are products, users, courses.',
+    ],
+    [
+      "an attribute of another kind",
+      { group_by: ["product"], attributes: { product: "products.level" } },
+      'attributes.product: products have no attribute "level"; use one of name, price, category.',
+    ],
+    [
+      "an inherited property name",
+      { group_by: ["user"], attributes: { user: "users.constructor" } },
+      'attributes.user: users have no attribute "constructor"; use one of first_name, last_name, plan, country.',
+    ],
+    [
+      "labels on the same key",
+      { group_by: ["product"], attributes: { product: "products.category" }, labels: { product: "products" } },
+      "attributes.product: a key grouped by an attribute has no label column (its values are merged); drop labels.product.",
+    ],
+    [
+      "a column repeating another group_by key",
+      { group_by: ["product", "product_category"], attributes: { product: "products.category" } },
+      'attributes.product: the column "product_category" would repeat a group_by key, a label column, a measure\'s name or another attribute column.',
+    ],
+    [
+      "a column repeating a measure's name",
+      {
+        group_by: ["course"],
+        measures: [{ name: "course_level", expr: "count" }],
+        attributes: { course: "courses.level" },
+      },
+      'attributes.course: the column "course_level" would repeat a group_by key, a label column, a measure\'s name or another attribute column.',
+    ],
+    [
+      "two attribute columns alike",
+      { group_by: ["u", "u_first"], attributes: { u: "users.first_name", u_first: "products.name" } },
+      'attributes.u_first: the column "u_first_name" would repeat a group_by key, a label column, a measure\'s name or another attribute column.',
+    ],
+  ])("refuses %s", (_, over, message) => {
+    const err = refusal(body(over));
+    expect(err.code).toBe("invalid_query");
+    expect(err.message).toBe(message);
+  });
+
+  it("shows the attribute, __none__ for an entity without it, __unknown__ for a value not in the catalog", () => {
+    const found = new Map<string, string | null>([
+      ["p1", "kitchen"],
+      ["p2", null],
+    ]);
+    expect(attributeValue("p1", found)).toBe("kitchen");
+    expect(attributeValue("p2", found)).toBe("__none__");
+    expect(attributeValue("p3", found)).toBe("__unknown__");
+    // Values naming no entity are never looked up and keep their meaning.
+    expect(attributeValue("__none__", found)).toBe("__none__");
+    expect(attributeValue("__other__", found)).toBe("__other__");
+    expect(entityValues(["p1", "__none__", "p2", "p1", "__other__"])).toEqual(["p1", "p2"]);
+  });
+
+  it("refuses more groups than are looked up, naming the limit", () => {
+    expect(() => checkAttributeGroups(QUERY_LIMITS.maxAttributeGroups)).not.toThrow();
+    let err: unknown;
+    try {
+      checkAttributeGroups(QUERY_LIMITS.maxAttributeGroups + 1);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CodedError);
+    expect((err as CodedError).code).toBe("invalid_query");
+    expect((err as CodedError).message).toBe(
+      `attributes: the range holds ${QUERY_LIMITS.maxAttributeGroups + 1} groups before they are merged by attribute; at most ${QUERY_LIMITS.maxAttributeGroups} are looked up in the catalog. Shorten the range or filter the grouped keys.`,
+    );
   });
 });

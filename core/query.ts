@@ -14,11 +14,15 @@
  *    "compare": "previous_period",
  *    "labels": {"product": "products"}}   // optional: a product_label column from the catalog
  *
+ * Grouping by a catalog attribute: "attributes": {"product": "products.category"} replaces the product
+ * column with product_category and merges the groups whose products share a category (exactly: the
+ * groups' aggregates are merged, then the measures computed).
+ *
  * Several streams: "streams": {"s": "course.started", "c": "course.completed"}
  * and measures as "s.count" or formulas {"name": "rate", "expr": "c.count / s.count"}.
  */
 import { z } from "zod";
-import { CATALOG_KINDS, type CatalogKind } from "./catalog.ts";
+import { CATALOG_KINDS, type CatalogKind, isCatalogKind, KIND_FIELDS } from "./catalog.ts";
 import { CodedError } from "./errors.ts";
 import { isStreamName, MAX_DIM_KEY_LENGTH, MAX_DIM_VALUE_LENGTH, parseTimestamp } from "./event.ts";
 import { FILTER_OPS, type FilterOp, MEASURES, type Measure, QUERY_STEPS, type QueryStep } from "./measures.ts";
@@ -42,6 +46,11 @@ export const QUERY_LIMITS = {
   maxMeasures: 20,
   maxFilters: 10,
   maxFilterValues: 100,
+  /**
+   * Groups read before they are merged by a catalog attribute (`attributes`): each one's value is looked up
+   * in the catalog, so a query finding more is refused (invalid_query) rather than cut.
+   */
+  maxAttributeGroups: 10_000,
 } as const;
 
 const DURATION = /^(\d+)(m|h|d)$/;
@@ -50,6 +59,17 @@ const DURATION_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 const dimKey = z.string().min(1).max(MAX_DIM_KEY_LENGTH);
 const alias = z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, "must match [a-z][a-z0-9_]{0,31}");
 const time = z.union([z.number(), z.string()]);
+
+/** The attributes a query may group a kind's entities by: the kind's catalog attributes, in order. */
+export const attributesOf = (kind: CatalogKind): string[] => [
+  ...KIND_FIELDS[kind].required,
+  ...KIND_FIELDS[kind].optional,
+];
+
+/** "products.name, products.price, …" for messages and the description. */
+function attributeList(): string {
+  return CATALOG_KINDS.flatMap((k) => attributesOf(k).map((a) => `${k}.${a}`)).join(", ");
+}
 
 /** A filter as written (`value` or `values`); normalizeFilters checks and normalizes a list of them. */
 export const FilterSpec = z.strictObject({
@@ -85,6 +105,12 @@ export const QueryBody = z
       .optional()
       .describe(
         'Group-by key → catalog kind ({"product": "products"}): a "<key>_label" column after the group keys holds each value\'s label from the tenant\'s catalog (a product\'s name, a user\'s first and last name, a course\'s title), null when the catalog does not hold it.',
+      ),
+    attributes: z
+      .record(dimKey, z.string().max(64))
+      .optional()
+      .describe(
+        `Group-by key → "<kind>.<attribute>" ({"product": "products.category"}): the key's column is replaced by "<key>_<attribute>" (product_category) holding each value's attribute from the tenant's catalog, and groups sharing it are merged into one with exact measures (formulas computed after the merge; order_by and limit apply to the merged groups). Attributes: ${attributeList()}. A value the catalog does not hold groups under "__unknown__", an entity without the attribute under "__none__". The catalog must be readable (503 otherwise); at most ${QUERY_LIMITS.maxAttributeGroups} groups are read before the merge.`,
       ),
   })
   .meta({
@@ -245,6 +271,17 @@ export interface Query {
   compare: boolean;
   /** Group-by keys whose values are labelled from the catalog, in group_by order. */
   labels: Array<{ key: string; kind: CatalogKind }>;
+  /** Group-by keys whose values are replaced by a catalog attribute (groups then merged), in group_by order. */
+  attributes: AttributeGroup[];
+}
+
+/** A group-by key grouped by its entities' attribute: `"attributes": {"product": "products.category"}`. */
+export interface AttributeGroup {
+  key: string;
+  kind: CatalogKind;
+  attribute: string;
+  /** The column replacing the key's: `<key>_<attribute>`. */
+  column: string;
 }
 
 /**
@@ -346,6 +383,7 @@ export function parseQuery(body: unknown, now: number): Query {
     if (groupBy.includes(column) || names.has(column))
       fail(`labels.${key}`, `the label column "${column}" would repeat a group_by key or a measure's name.`);
   }
+  const attributes = parseAttributes(q.attributes ?? {}, groupBy, labels, names);
   let order: Query["order"] = null;
   if (q.order_by) {
     if (!names.has(q.order_by.measure))
@@ -367,7 +405,84 @@ export function parseQuery(body: unknown, now: number): Query {
     limit: q.limit ?? (step !== null && groupBy.length ? 10 : 100),
     compare: q.compare === "previous_period",
     labels,
+    attributes,
   };
+}
+
+/** The `attributes` field checked against the group-by keys, the label columns and the measures' names. */
+function parseAttributes(
+  given: Record<string, string>,
+  groupBy: string[],
+  labels: Query["labels"],
+  names: Set<string>,
+): AttributeGroup[] {
+  for (const key of Object.keys(given))
+    if (!groupBy.includes(key))
+      fail(
+        `attributes.${key}`,
+        `attributes name group_by keys (${groupBy.length ? groupBy.join(", ") : "none given"}).`,
+      );
+  const out = groupBy
+    .filter((k) => Object.hasOwn(given, k))
+    .map((key): AttributeGroup => {
+      const field = `attributes.${key}`;
+      const text = given[key];
+      const dot = text.indexOf(".");
+      const kind = dot < 0 ? "" : text.slice(0, dot);
+      const attribute = dot < 0 ? "" : text.slice(dot + 1);
+      if (!isCatalogKind(kind))
+        fail(field, `give "<kind>.<attribute>" like "products.category"; the kinds are ${CATALOG_KINDS.join(", ")}.`);
+      const allowed = attributesOf(kind as CatalogKind);
+      if (!allowed.includes(attribute))
+        fail(field, `${kind} have no attribute "${attribute.slice(0, 64)}"; use one of ${allowed.join(", ")}.`);
+      if (labels.some((l) => l.key === key))
+        fail(field, `a key grouped by an attribute has no label column (its values are merged); drop labels.${key}.`);
+      return { key, kind: kind as CatalogKind, attribute, column: `${key}_${attribute}` };
+    });
+  const taken = new Set([
+    ...groupBy.filter((k) => !Object.hasOwn(given, k)),
+    ...labels.map((l) => `${l.key}_label`),
+    ...names,
+  ]);
+  for (const a of out) {
+    if (taken.has(a.column))
+      fail(
+        `attributes.${a.key}`,
+        `the column "${a.column}" would repeat a group_by key, a label column, a measure's name or another attribute column.`,
+      );
+    taken.add(a.column);
+  }
+  return out;
+}
+
+/** Group values that name no entity (events without the key, values folded by the dimension budget). */
+const NOT_ENTITIES = new Set(["__none__", "__other__"]);
+
+/**
+ * What an attribute column shows for a group value, given what the catalog answered for the values looked up
+ * (`found`: id → the attribute, null when the entity has none): the attribute; "__none__" for an entity
+ * without it; "__unknown__" for a value the catalog does not hold (never added, or deleted). "__none__" (events
+ * without the key) and "__other__" (values the dimension budget folded together) name no entity and stay.
+ */
+export function attributeValue(value: string, found: ReadonlyMap<string, string | null>): string {
+  if (NOT_ENTITIES.has(value)) return value;
+  if (!found.has(value)) return "__unknown__";
+  return found.get(value) ?? "__none__";
+}
+
+/** The values of a group-by key to look up in the catalog: those naming an entity, each once. */
+export function entityValues(values: Iterable<string>): string[] {
+  return [...new Set(values)].filter((v) => !NOT_ENTITIES.has(v));
+}
+
+/** Refuses (invalid_query) a query grouping by an attribute that found more groups than can be looked up. */
+export function checkAttributeGroups(groups: number): void {
+  if (groups > QUERY_LIMITS.maxAttributeGroups) {
+    fail(
+      "attributes",
+      `the range holds ${groups} groups before they are merged by attribute; at most ${QUERY_LIMITS.maxAttributeGroups} are looked up in the catalog. Shorten the range or filter the grouped keys.`,
+    );
+  }
 }
 
 /** A stream's dimension as the planner sees it. */

@@ -123,21 +123,40 @@ export async function deleteEntity(db: Db, tenant: string, kind: CatalogKind, id
 
 /**
  * The labels (core/catalog.ts labelOf) of those of `ids` the tenant's catalog of `kind` holds, in one query;
- * an id it does not hold (never added, or deleted) is absent from the map. The caller bounds `ids` (a query's
- * groups).
+ * with `attribute`, that attribute's value instead (as text; null when the entity has none). An id the catalog
+ * does not hold (never added, or deleted) is absent from the map. The caller bounds `ids` (a query's groups).
  */
 export async function entityLabels(
   db: Db,
   tenant: string,
   kind: CatalogKind,
   ids: readonly string[],
-): Promise<Map<string, string>> {
+): Promise<Map<string, string>>;
+export async function entityLabels(
+  db: Db,
+  tenant: string,
+  kind: CatalogKind,
+  ids: readonly string[],
+  attribute: string,
+): Promise<Map<string, string | null>>;
+export async function entityLabels(
+  db: Db,
+  tenant: string,
+  kind: CatalogKind,
+  ids: readonly string[],
+  attribute?: string,
+): Promise<Map<string, string | null>> {
   if (ids.length === 0) return new Map();
   const rows = await db
     .select({ id: t.id, data: t.data })
     .from(t)
     .where(and(scope(tenant, kind), inArray(t.id, [...ids])));
-  return new Map(rows.map((r) => [r.id, labelOf(kind, r.data)]));
+  const shown = (data: EntityData): string | null => {
+    if (attribute === undefined) return labelOf(kind, data);
+    const v = data[attribute];
+    return v === undefined || v === null ? null : String(v);
+  };
+  return new Map(rows.map((r) => [r.id, shown(r.data)]));
 }
 
 /** One page, ordered by id; `next` is the last id when more may follow. */

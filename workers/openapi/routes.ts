@@ -314,7 +314,7 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     tag: "Query",
     summary: "Run a query",
     description:
-      "Live and history joined at the seam: nothing is counted twice or lost. An expensive query is refused before it runs, naming the limit. With `labels`, each labelled group-by key has a `<key>_label` column from the tenant's catalog (null for values the catalog does not hold, and for all when no database is configured: `meta.labels` says why).",
+      'Live and history joined at the seam: nothing is counted twice or lost. An expensive query is refused before it runs, naming the limit. With `labels`, each labelled group-by key has a `<key>_label` column from the tenant\'s catalog (null for values the catalog does not hold, and for all when no database is configured: `meta.labels` says why). With `attributes` (`{"product": "products.category"}`), a key\'s column is replaced by `<key>_<attribute>` (`product_category`) and the groups whose entities share the attribute are merged into one, with exact measures (formulas, `order_by` and `limit` apply after the merge): `__unknown__` for values the catalog does not hold (never added or deleted), `__none__` for entities without the attribute; `meta.attributes` says how many values were looked up and found. Grouping by an attribute needs the catalog: 503 `history_disabled` without a database, 503 `catalog_unavailable` when PostgreSQL cannot be read.',
     query: { format: z.enum(["csv"]).optional().describe("`csv`: RFC 4180 CSV instead of JSON.") },
     responses: {
       200: {
@@ -323,7 +323,7 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
         content: { "text/csv": z.string().describe("With `?format=csv`.") },
       },
     },
-    errors: ["invalid_query", "stream_not_allowed"],
+    errors: ["invalid_query", "stream_not_allowed", "history_disabled", "catalog_unavailable"],
   },
 
   // Live ---------------------------------------------------------------------

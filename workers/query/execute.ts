@@ -7,13 +7,15 @@
  * are absolute and newer, so PostgreSQL's rows for those minutes are left
  * out: nothing is counted twice or lost at the seam. If PostgreSQL or an
  * actor cannot be reached, the answer holds what could be read and
- * `meta.missing` says what is not in it.
+ * `meta.missing` says what is not in it. Grouping by a catalog attribute
+ * (workers/query/attributes.ts) is the exception: without the catalog its
+ * groups would be wrong, so the query is refused (503).
  *
  * Every read is scoped to the caller's tenant: actors are addressed by
  * `${tenant}/${stream}` and every SQL condition starts with the tenant id.
  */
 import { Accumulator, type Aggregate } from "../../core/aggregate";
-import { estimateSparse, mergeEncodedRegisters } from "../../core/hll";
+import { estimateSparse } from "../../core/hll";
 import {
   chooseSource,
   type DimensionInfo,
@@ -27,34 +29,17 @@ import {
   refs,
 } from "../../core/query";
 import { isoTime } from "../../core/time";
-import { FrequentItems } from "../../core/topk";
 import { entityLabels } from "../../db/catalog";
 import { type Db, historyEnabled, openDb } from "../../db/client";
 import type { MinutePeriod } from "../../db/history";
 import { type FetchedRow, type FinalBoundaries, finalBoundaries, readPiece } from "../../db/query";
 import type { DimRow } from "../../durable-objects/metric-actor/dims";
 import { actor } from "../lib/registry";
+import { AttributeMap, assertCatalogConfigured } from "./attributes";
+import { type AliasPlan, type Cell, Cells } from "./cells";
 
 /** Measures that need the sketch, and the one that needs the HyperLogLog. */
 const SKETCH_MEASURES = new Set<Measure>(["p50", "p90", "p95", "p99"]);
-
-interface Cell {
-  acc: Accumulator;
-  users: Map<number, number> | null;
-  topkCount: FrequentItems | null;
-  topkSum: FrequentItems | null;
-  /** The __none__ group: the stream's total minus the groups; only counts and sums are known. */
-  residual?: boolean;
-}
-
-interface AliasPlan {
-  alias: string;
-  stream: string;
-  source: DimensionInfo | null;
-  full: boolean;
-  distinct: boolean;
-  topk: boolean;
-}
 
 /** A group in the ranking; estimated rows come from the summary of values folded into __other__. */
 interface Ranked {
@@ -71,71 +56,6 @@ interface Missing {
   stream: string;
   part: "history" | "live";
   reason: string;
-}
-
-/** What one period contributes: cells by bucket and group, per alias. */
-class Cells {
-  /** bucket → group key (JSON) → alias → cell. */
-  readonly byBucket = new Map<number, Map<string, Map<string, Cell>>>();
-  /** group key → alias → cell, over the whole range (for ordering). */
-  readonly totals = new Map<string, Map<string, Cell>>();
-  readonly groups = new Map<string, string[]>();
-  /** group key → alias → the source values folded into the group (to read a group's rows again). */
-  readonly sourceValues = new Map<string, Map<string, Set<string>>>();
-  otherUnfiltered = 0;
-
-  #cell(map: Map<string, Map<string, Cell>>, key: string, alias: string, plan: AliasPlan): Cell {
-    let per = map.get(key);
-    if (per === undefined) {
-      per = new Map();
-      map.set(key, per);
-    }
-    let c = per.get(alias);
-    if (c === undefined) {
-      c = {
-        acc: new Accumulator(),
-        users: plan.distinct ? new Map() : null,
-        topkCount: null,
-        topkSum: null,
-      };
-      per.set(alias, c);
-    }
-    return c;
-  }
-
-  add(
-    plan: AliasPlan,
-    bucket: number,
-    group: string[],
-    aggregate: Aggregate,
-    hll: Uint8Array | null,
-    topk: [Uint8Array | null, Uint8Array | null],
-    value: string | null,
-  ): void {
-    const key = JSON.stringify(group);
-    this.groups.set(key, group);
-    if (value !== null) {
-      let per = this.sourceValues.get(key);
-      if (per === undefined) {
-        per = new Map();
-        this.sourceValues.set(key, per);
-      }
-      const set = per.get(plan.alias);
-      if (set === undefined) per.set(plan.alias, new Set([value]));
-      else set.add(value);
-    }
-    let b = this.byBucket.get(bucket);
-    if (b === undefined) {
-      b = new Map();
-      this.byBucket.set(bucket, b);
-    }
-    for (const c of [this.#cell(b, key, plan.alias, plan), this.#cell(this.totals, key, plan.alias, plan)]) {
-      c.acc.add(aggregate);
-      if (c.users && hll) mergeEncodedRegisters(c.users, hll);
-      if (plan.topk && topk[0]) c.topkCount = merge(c.topkCount, topk[0]);
-      if (plan.topk && topk[1]) c.topkSum = merge(c.topkSum, topk[1]);
-    }
-  }
 }
 
 /** Adds the __none__ group: per bucket and over the range, the stream's count and sum minus the groups'. */
@@ -173,11 +93,6 @@ function addResidual(cells: Cells, totals: Cells, alias: string): void {
     cells.totals.set(none, new Map([[alias, whole]]));
     cells.groups.set(none, ["__none__"]);
   }
-}
-
-function merge(into: FrequentItems | null, bytes: Uint8Array): FrequentItems {
-  const s = FrequentItems.decode(bytes);
-  return into === null ? s : into.merge(s);
 }
 
 const RESIDUAL_MEASURES = new Set<Measure>(["count", "value_count", "rate", "sum", "mean"]);
@@ -399,6 +314,7 @@ export async function executeQuery(env: Env, tenantId: string, q: Query): Promis
 
 async function execute(run: Run, q: Query): Promise<QueryResult> {
   const { env, tenantId, missing, sources } = run;
+  assertCatalogConfigured(env, q);
   const dimsOf = await Promise.all(
     q.streams.map((s) =>
       q.groupBy.length || q.filters.length
@@ -414,8 +330,10 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
     const sketch = [...needs].some((m) => SKETCH_MEASURES.has(m));
     const distinct = needs.has("distinct_users");
     const orderRef = q.order ? q.outputs.find((o) => o.name === q.order?.output)?.expr : undefined;
+    // Not when grouping by an attribute: groups are ranked only once merged, so every one is read whole.
     const topk =
       source !== null &&
+      q.attributes.length === 0 &&
       q.groupBy.length === 1 &&
       orderRef?.kind === "ref" &&
       (orderRef.measure === "count" || orderRef.measure === "sum");
@@ -428,11 +346,12 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
   const orderOutput = q.order ? q.outputs.find((o) => o.name === q.order?.output) : undefined;
   const twoPhase =
     q.groupBy.length > 0 &&
+    q.attributes.length === 0 &&
     orderOutput !== undefined &&
     refs(orderOutput.expr).every((r) => !SKETCH_MEASURES.has(r.measure) && r.measure !== "distinct_users") &&
     plans.some((p) => p.full && p.source !== null);
   const rankPlans = twoPhase ? plans.map((p) => ({ ...p, full: false, distinct: false })) : plans;
-  const cells = new Cells();
+  let cells = new Cells();
   // Events without the grouped key: the stream's total minus its groups (exact for counts and sums).
   const residual =
     plans.length === 1 && q.groupBy.length === 1 && q.filters.length === 0 && plans[0].source?.keys.length === 1
@@ -444,6 +363,9 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
   ]);
   const live = reads.every((r) => r.live);
   if (residual) addResidual(cells, residual.totals, plans[0].alias);
+  // Grouping by a catalog attribute: the groups as read are merged by what the catalog says of their values.
+  const attributes = q.attributes.length ? new AttributeMap(q) : null;
+  if (attributes) cells = await attributes.regroup(run, cells);
   const stepMs = q.step ? QUERY_STEPS[q.step] : null;
   const secondsOf = (bucket: number) =>
     stepMs === null ? (q.to - q.from) / 1000 : (Math.min(bucket + stepMs, q.to) - Math.max(bucket, q.from)) / 1000;
@@ -560,6 +482,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
       if (only?.length === 0) continue;
       await gather(run, prevQuery, p, prevQuery.from, prevQuery.to, previous, only);
     }
+    if (attributes) previous = await attributes.regroup(run, previous);
   }
 
   const labels = q.labels.length ? await lookUpLabels(run, q, selected) : null;
@@ -567,7 +490,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
   const labelsOf = (group: string[]): Array<string | null> =>
     labels ? labelAt.map((at, i) => labels.found[i].get(group[at]) ?? null) : [];
   const columns = [
-    ...q.groupBy,
+    ...q.groupBy.map((k) => q.attributes.find((a) => a.key === k)?.column ?? k),
     ...q.labels.map((l) => `${l.key}_label`),
     ...(stepMs ? ["t"] : []),
     ...q.outputs.map((o) => o.name),
@@ -630,6 +553,7 @@ async function execute(run: Run, q: Query): Promise<QueryResult> {
       },
       ...(cells.otherUnfiltered ? { other_unfiltered: cells.otherUnfiltered } : {}),
       ...(labels ? { labels: labels.meta } : {}),
+      ...(attributes ? { attributes: attributes.meta } : {}),
       missing: [...new Map(missing.map((m) => [JSON.stringify(m), m])).values()],
       statistics: { elapsed_ms: Date.now() - run.started, ...run.stats },
     },
