@@ -35,6 +35,13 @@ export const CONFIG = {
     max: 3_600_000,
     description: "How late an event may arrive, relative to receive time (ms). At most the longest window.",
   },
+  FUNNEL_LATENESS_MS: {
+    default: 300_000,
+    min: 1000,
+    max: 3_900_000,
+    description:
+      "How late a step event may reach its funnel (ms, by the funnel's clock); later ones are counted as late. Each user's kept events span this long.",
+  },
   DEDUP_HORIZON_MS: {
     default: 3_600_000,
     min: 0,

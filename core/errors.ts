@@ -87,6 +87,13 @@ export const ERRORS = {
     message: "Another entity of this kind has this id, or the same name (first and last name, title).",
   },
   catalog_limit: { status: 409, message: "The tenant's catalog holds the most entities of this kind allowed." },
+  invalid_board: { status: 400, message: "The board is not valid." },
+  board_not_found: { status: 404, message: "No such board for this tenant." },
+  board_conflict: {
+    status: 409,
+    message: "The board was changed since this version was read; read it again and reapply the change.",
+  },
+  board_limit: { status: 409, message: "The tenant has the most boards allowed; delete one first." },
   catalog_unavailable: {
     status: 503,
     message: "The catalog (in PostgreSQL) could not be read; retry the request shortly.",

@@ -113,9 +113,75 @@ describe("a user's state, kept incrementally", () => {
       expect(totals(deltas, 4)).toEqual(expected);
       // Once the horizon passes everything, nothing is kept and the counts stand.
       const after = applyUser(state, [], W, 1_000_000 + 8 * W, fold);
-      expect(after.state).toEqual({ log: [], counted: [] });
+      expect(after.state).toEqual({ open: null, log: [], counted: [] });
       expect(totals(after.deltas, 4)).toEqual([0, 0, 0, 0]);
     }
+  });
+
+  it("with a horizon moving behind the arrivals, keeps only the recent events and counts as the oracle", () => {
+    const r = rng(5);
+    for (let k = 0; k < 200; k++) {
+      const delay = 5000;
+      const events: LogEntry[] = Array.from({ length: 1 + Math.floor(r() * 60) }, () => [
+        Math.floor(r() * 8 * W),
+        Math.floor(r() * 4),
+        null,
+      ]);
+      const arrivals = events.map((e) => ({ e, at: e[0] + Math.floor(r() * delay) })).sort((a, b) => a.at - b.at);
+      let state: UserState | null = null;
+      const deltas: CountDelta[] = [];
+      for (let i = 0; i < arrivals.length; ) {
+        const n = 1 + Math.floor(r() * 4);
+        const chunk = arrivals.slice(i, i + n);
+        i += n;
+        // The shard's clock is the chunk's first arrival: no event of the chunk is older than its delay.
+        const horizon = chunk[0].at - delay;
+        const out = applyUser(
+          state,
+          chunk.map((x) => x.e),
+          W,
+          horizon,
+          fold,
+        );
+        expect(out.late).toBe(0);
+        state = out.state;
+        deltas.push(...out.deltas);
+        for (const e of state.log) expect(e[0]).toBeGreaterThanOrEqual(horizon);
+      }
+      const expected = new Array<number>(4).fill(0);
+      for (const j of oracleJourneys(events, W)) for (let s = 0; s <= j.reached; s++) expected[s]++;
+      expect(totals(deltas, 4)).toEqual(expected);
+    }
+  });
+
+  it("carries the journey open at the horizon: later steps still extend it", () => {
+    let out = applyUser(
+      null,
+      [
+        [0, 0, "DE"],
+        [10, 1, null],
+      ],
+      W,
+      0,
+      fold,
+    );
+    out = applyUser(out.state, [[30, 2, null]], W, 20, fold);
+    expect(out.state.open).toEqual({ start: 0, b: "DE", reached: 1 });
+    expect(out.state.log).toEqual([[30, 2, null]]);
+    expect(out.deltas).toEqual([{ day: 0, b: "DE", from: 2, to: 2, d: 1 }]);
+    // A first step inside the open journey's window changes nothing; after it, one opens.
+    out = applyUser(
+      out.state,
+      [
+        [40, 0, "FR"],
+        [W + 1, 0, "US"],
+      ],
+      W,
+      35,
+      fold,
+    );
+    expect(totals(out.deltas, 3)).toEqual([1, 0, 0]);
+    expect(out.deltas[0].b).toBe("US");
   });
 
   it("prunes mid-stream exactly: events after the horizon still extend the open journey", () => {

@@ -23,8 +23,9 @@
  * Order of arrival does not matter: steps come from different streams (so from
  * different actors, in any order), so each user's recent events are kept and the
  * user's journeys recomputed when one arrives; counts change by the difference.
- * An event older than the funnel horizon (receive time − ALLOWED_LATENESS_MS −
- * FUNNEL_GRACE_MS) can no longer change a journey and is counted as late.
+ * Each user's events are kept only for FUNNEL_LATENESS_MS (default 5 minutes, the
+ * funnel horizon) plus the journey they leave open: a step event that reaches its
+ * shard later than that can no longer change a journey and is counted as late.
  */
 import { z } from "zod";
 import { CodedError } from "./errors.ts";
@@ -42,10 +43,10 @@ export const MAX_STEP_FILTERS = 5;
 /** The longest conversion window. */
 export const MAX_FUNNEL_WINDOW_MS = 7 * 86_400_000;
 /**
- * A user's step events kept per funnel (those of open journeys and of the lateness horizon). Past it, the
- * user's further events in that span are counted as overflow and ignored. With 13 bytes per event in
- * storage, a user's state is at most ~2 KB per funnel (typically a few dozen bytes), and is deleted once
- * every journey of the user has ended and the lateness horizon has passed it.
+ * A user's step events kept per funnel: those within the funnel horizon (FUNNEL_LATENESS_MS). Past it, the
+ * user's further events in that span are counted as overflow and ignored. At about 20 bytes per event in
+ * storage (JSON), a user's state is at most ~3 KB per funnel (bench/funnels.ts measures the typical size),
+ * and is deleted once every journey of the user has ended and the horizon has passed it.
  */
 export const FUNNEL_MAX_USER_EVENTS = 128;
 /** Breakdown values per funnel, day and shard; further values are counted under "__other__". */
@@ -57,8 +58,6 @@ export const FUNNEL_NONE = "__none__";
 export const FUNNEL_RETENTION_DAYS = 400;
 /** Days one results request may span. */
 export const FUNNEL_MAX_DAYS = 90;
-/** Slack on top of the ingest lateness for events delayed between the stream's actor and the funnel's. */
-export const FUNNEL_GRACE_MS = 5 * 60_000;
 
 export const DAY_MS = 86_400_000;
 export const dayOf = (t: number): number => Math.floor(t / DAY_MS);
@@ -253,9 +252,9 @@ export interface Journey {
 const byTimeThenStep = (x: LogEntry, y: LogEntry) => x[0] - y[0] || x[1] - y[1];
 
 /** The journeys of a user's step events, by the rule above. `log` must be sorted by time, then step. */
-export function journeysOf(log: LogEntry[], windowMs: number): Journey[] {
+export function journeysOf(log: LogEntry[], windowMs: number, from: Journey | null = null): Journey[] {
   const out: Journey[] = [];
-  let open: Journey | null = null;
+  let open: Journey | null = from === null ? null : { ...from };
   for (const [t, step, b] of log) {
     if (open !== null && t > open.start + windowMs) {
       out.push(open);
@@ -274,8 +273,12 @@ export function journeysOf(log: LogEntry[], windowMs: number): Journey[] {
 /** A journey as counted: its start, its breakdown value as seen and as counted (maybe folded), its last step. */
 export type Counted = [number, string | null, string, number];
 
-/** A user's state in one funnel: kept events and the journeys currently counted for them. */
+/**
+ * A user's state in one funnel: the journey open at the cut (what the events before it, let go, left open),
+ * the events from the cut on, and the journeys counted that may still change.
+ */
 export interface UserState {
+  open: Journey | null;
   log: LogEntry[];
   counted: Counted[];
 }
@@ -318,7 +321,8 @@ export function applyUser(
     else log.push(e);
   }
   log.sort(byTimeThenStep);
-  const journeys = journeysOf(log, windowMs);
+  const open = prev?.open ?? null;
+  const journeys = journeysOf(log, windowMs, open);
   const before = new Map<string, Counted>();
   for (const c of prev?.counted ?? []) before.set(`${c[0]}|${c[1]}`, c);
   const deltas: CountDelta[] = [];
@@ -339,23 +343,42 @@ export function applyUser(
     }
   }
   for (const old of before.values()) deltas.push({ day: dayOf(old[0]), b: old[2], from: 0, to: old[3], d: -1 });
-  return { state: prune({ log, counted }, windowMs, horizon), deltas, late, overflow };
+  return { state: prune({ open, log, counted }, windowMs, horizon), deltas, late, overflow };
 }
 
 /**
- * Lets go of what can no longer change: journeys that ended before the horizon (their counts stand) and
- * the events before the first journey still open (or before the horizon). No event before the horizon is
- * taken any more, so the journeys left are recomputed exactly as they would be from every event.
+ * Lets go of what can no longer change. No event before the horizon is taken any more, so the events
+ * before it are replaced by what they leave: the journey open at the horizon (the rule run over them), and
+ * journeys that ended before it leave the counted list (their counts stand). The journeys left are then
+ * recomputed from the open one and the events kept exactly as they would be from every event.
  */
 export function prune(state: UserState, windowMs: number, horizon: number): UserState {
-  let k = 0;
-  while (k < state.counted.length && state.counted[k][0] + windowMs < horizon) k++;
-  const cut = Math.min(k < state.counted.length ? state.counted[k][0] : horizon, horizon);
-  return { log: state.log.filter((e) => e[0] >= cut), counted: state.counted.slice(k) };
+  let open = state.open === null ? null : { ...state.open };
+  let i = 0;
+  for (; i < state.log.length && state.log[i][0] < horizon; i++) {
+    const [t, step, b] = state.log[i];
+    if (open !== null && t > open.start + windowMs) open = null;
+    if (open === null) {
+      if (step === 0) open = { start: t, b, reached: 0 };
+    } else if (step === open.reached + 1) {
+      open.reached = step;
+    }
+  }
+  // Every event to come is at or after the horizon: a journey whose window ends before it is over.
+  if (open !== null && open.start + windowMs < horizon) open = null;
+  return {
+    open,
+    log: i === 0 ? state.log : state.log.slice(i),
+    counted: state.counted.filter((c) => c[0] + windowMs >= horizon),
+  };
 }
+
+/** Whether a state holds nothing that can still change (it can be deleted). */
+export const isSpent = (s: UserState): boolean => s.log.length === 0 && s.counted.length === 0;
 
 /** When a state can be let go entirely: once its last event and last journey's window are past the horizon. */
 export function expiresAt(state: UserState, windowMs: number, horizonLagMs: number): number {
+  // The open journey is in the counted list until it ends, so its window is covered below.
   let last = 0;
   for (const e of state.log) last = Math.max(last, e[0]);
   for (const c of state.counted) last = Math.max(last, c[0] + windowMs);

@@ -86,6 +86,8 @@ export interface StreamSnapshot {
   scaling: ScalingStatus;
   /** The raw archive: events waiting for R2, segments written, the last error. */
   archive: ArchiveStatus;
+  /** Funnel steps the stream feeds, and its step-event batches waiting for the funnel shards. */
+  funnels: { taps: number; pending: number; dropped: number };
 }
 
 export interface ArchiveStatus {

@@ -84,39 +84,39 @@ const MeasureSpec = z.union([
   z.strictObject({ name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/), expr: z.string().min(1).max(500) }),
 ]);
 
-export const QueryBody = z
-  .strictObject({
-    stream: z.string().optional().describe("The stream (or use streams for several)."),
-    streams: z.record(alias, z.string()).optional().describe("Aliases → streams, for formulas across streams."),
-    measures: z.array(MeasureSpec).min(1).max(QUERY_LIMITS.maxMeasures),
-    filters: z.array(FilterSpec).max(QUERY_LIMITS.maxFilters).optional(),
-    group_by: z.array(dimKey).max(3).optional(),
-    range: z.union([
-      z.strictObject({ last: z.string().regex(DURATION, 'a duration like "15m", "24h" or "7d"') }),
-      z.strictObject({ from: time, to: time.optional() }),
-      z.strictObject({ window: z.enum(WINDOW_NAMES as [WindowName, ...WindowName[]]) }),
-    ]),
-    step: z.enum(["1m", "1h", "1d"]).optional(),
-    order_by: z.strictObject({ measure: z.string(), dir: z.enum(["asc", "desc"]).default("desc") }).optional(),
-    limit: z.int().min(1).max(QUERY_LIMITS.maxGroups).optional(),
-    compare: z.literal("previous_period").optional(),
-    labels: z
-      .record(dimKey, z.enum(CATALOG_KINDS))
-      .optional()
-      .describe(
-        'Group-by key → catalog kind ({"product": "products"}): a "<key>_label" column after the group keys holds each value\'s label from the tenant\'s catalog (a product\'s name, a user\'s first and last name, a course\'s title), null when the catalog does not hold it.',
-      ),
-    attributes: z
-      .record(dimKey, z.string().max(64))
-      .optional()
-      .describe(
-        `Group-by key → "<kind>.<attribute>" ({"product": "products.category"}): the key's column is replaced by "<key>_<attribute>" (product_category) holding each value's attribute from the tenant's catalog, and groups sharing it are merged into one with exact measures (formulas computed after the merge; order_by and limit apply to the merged groups). Attributes: ${attributeList()}. A value the catalog does not hold groups under "__unknown__", an entity without the attribute under "__none__". The catalog must be readable (503 otherwise); at most ${QUERY_LIMITS.maxAttributeGroups} groups are read before the merge.`,
-      ),
-  })
-  .meta({
-    id: "Query",
-    description: "A query over one stream's (or several streams') figures, by dimension and time.",
-  });
+/** The query's fields, unnamed: QueryBody names them for the API; a stored copy (a board's panel) names its own. */
+export const QueryFields = z.strictObject({
+  stream: z.string().optional().describe("The stream (or use streams for several)."),
+  streams: z.record(alias, z.string()).optional().describe("Aliases → streams, for formulas across streams."),
+  measures: z.array(MeasureSpec).min(1).max(QUERY_LIMITS.maxMeasures),
+  filters: z.array(FilterSpec).max(QUERY_LIMITS.maxFilters).optional(),
+  group_by: z.array(dimKey).max(3).optional(),
+  range: z.union([
+    z.strictObject({ last: z.string().regex(DURATION, 'a duration like "15m", "24h" or "7d"') }),
+    z.strictObject({ from: time, to: time.optional() }),
+    z.strictObject({ window: z.enum(WINDOW_NAMES as [WindowName, ...WindowName[]]) }),
+  ]),
+  step: z.enum(["1m", "1h", "1d"]).optional(),
+  order_by: z.strictObject({ measure: z.string(), dir: z.enum(["asc", "desc"]).default("desc") }).optional(),
+  limit: z.int().min(1).max(QUERY_LIMITS.maxGroups).optional(),
+  compare: z.literal("previous_period").optional(),
+  labels: z
+    .record(dimKey, z.enum(CATALOG_KINDS))
+    .optional()
+    .describe(
+      'Group-by key → catalog kind ({"product": "products"}): a "<key>_label" column after the group keys holds each value\'s label from the tenant\'s catalog (a product\'s name, a user\'s first and last name, a course\'s title), null when the catalog does not hold it.',
+    ),
+  attributes: z
+    .record(dimKey, z.string().max(64))
+    .optional()
+    .describe(
+      `Group-by key → "<kind>.<attribute>" ({"product": "products.category"}): the key's column is replaced by "<key>_<attribute>" (product_category) holding each value's attribute from the tenant's catalog, and groups sharing it are merged into one with exact measures (formulas computed after the merge; order_by and limit apply to the merged groups). Attributes: ${attributeList()}. A value the catalog does not hold groups under "__unknown__", an entity without the attribute under "__none__". The catalog must be readable (503 otherwise); at most ${QUERY_LIMITS.maxAttributeGroups} groups are read before the merge.`,
+    ),
+});
+export const QueryBody = QueryFields.meta({
+  id: "Query",
+  description: "A query over one stream's (or several streams') figures, by dimension and time.",
+});
 export type QueryInput = z.input<typeof QueryBody>;
 
 const fail = (field: string, message: string): never => {

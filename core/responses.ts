@@ -157,6 +157,14 @@ export const ArchiveStatus = z
   })
   .meta({ id: "ArchiveStatus", description: "The stream's raw archive (R2): what waits, what was written." });
 
+export const FunnelFeedStatus = z
+  .object({
+    taps: z.int().min(0).describe("Funnel steps this stream's events feed."),
+    pending: z.int().min(0).describe("Batches of step events not yet applied by the funnel shards."),
+    dropped: z.int().min(0).describe("Batches let go past the bound (20,000 waiting)."),
+  })
+  .meta({ id: "FunnelFeedStatus", description: "The stream's part in funnels: what it feeds, what waits." });
+
 export const Segment = z
   .object({
     key: z.string().describe("raw/<tenant>/<stream>/<YYYY-MM-DD>/<HH>/<first seq>-<last seq>.ndjson.gz"),
@@ -201,6 +209,7 @@ export const StreamSnapshot = z
     history: HistoryStatus,
     scaling: Scaling,
     archive: ArchiveStatus,
+    funnels: FunnelFeedStatus,
   })
   .meta({ id: "StreamSnapshot", description: "All aggregates of one stream, live." });
 

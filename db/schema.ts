@@ -11,6 +11,7 @@ import {
   customType,
   doublePrecision,
   index,
+  integer,
   jsonb,
   pgTable,
   primaryKey,
@@ -165,4 +166,25 @@ export const catalogEntities = pgTable(
     primaryKey({ columns: [t.tenantId, t.kind, t.id] }),
     unique("catalog_entities_unique_key").on(t.tenantId, t.kind, t.uniqueKey),
   ],
+);
+
+/**
+ * Boards (core/boards.ts): a tenant's saved dashboards, one row each. `panels` holds the panels in display
+ * order (each with its query, or its funnel), at most MAX_PANELS and MAX_BOARD_BYTES; `version` is bumped by
+ * every change (a replace names the version it read: a conditional UPDATE … WHERE version = $v). At most
+ * MAX_BOARDS_PER_TENANT rows per tenant.
+ */
+export const boards = pgTable(
+  "boards",
+  {
+    tenantId: text("tenant_id").notNull(),
+    id: text("id").notNull(),
+    name: text("name").notNull(),
+    description: text("description"),
+    panels: jsonb("panels").$type<unknown[]>().notNull(),
+    version: integer("version").notNull().default(1),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.id] })],
 );

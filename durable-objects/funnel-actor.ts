@@ -22,12 +22,12 @@ import {
   type CountRow,
   dayOf,
   expiresAt,
-  FUNNEL_GRACE_MS,
   FUNNEL_MAX_BREAKDOWN_VALUES,
   FUNNEL_OTHER,
   FUNNEL_RETENTION_DAYS,
   type FunnelDef,
   type FunnelItem,
+  isSpent,
   type LogEntry,
   MAX_FUNNELS_PER_TENANT,
   sameFunnel,
@@ -52,6 +52,8 @@ const SCHEMA = [
 const SWEEP_BATCH = 2000;
 const SWEEP_EVERY_MS = 60_000;
 const GONE_KEPT = 1000;
+/** Users' states kept in memory between deliveries (a few hundred bytes each; storage holds them all). */
+const STATE_CACHE_MAX = 20_000;
 
 /** One numbered batch of a stream's step events for this shard. */
 export interface FunnelBatch {
@@ -74,6 +76,12 @@ export interface ShardResults {
 export class FunnelActor extends DurableObject<Env> {
   readonly #sql: SqlStorage;
   readonly #config: Config;
+  /** Users' states as last written (null: none), the most recently used last; ≤ STATE_CACHE_MAX entries. */
+  readonly #states = new Map<string, UserState | null>();
+  /** Breakdown values counted per (funnel, day) of the days touched (≤ FUNNEL_MAX_BREAKDOWN_VALUES each). */
+  readonly #values = new Map<string, Set<string>>();
+  /** Deleted funnels (the `gone` table), read once. */
+  #gone: Set<string> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -122,71 +130,135 @@ export class FunnelActor extends DurableObject<Env> {
 
   /**
    * Applies a stream's batches, in order; batches at or below the last one applied from that stream are
-   * already counted and skipped. Returns the last batch number applied.
+   * already counted and skipped. Returns the last batch number applied. One transaction per call: each
+   * user's state is read and written once, and each count once, however many events touched them.
    */
   apply(source: string, batches: FunnelBatch[], now = Date.now()): number {
     const horizon = now - this.#horizonLag();
     let last = 0;
-    this.ctx.storage.transactionSync(() => {
-      last = this.#sql.exec<{ seq: number }>("SELECT seq FROM applied WHERE source = ?", source).toArray()[0]?.seq ?? 0;
-      const fresh = batches.filter((b) => b.seq > last).sort((a, b) => a.seq - b.seq);
-      if (fresh.length === 0) return;
-      // Group by (funnel, user): one recompute per user per call.
-      const byUser = new Map<string, { item: FunnelItem; entries: LogEntry[] }>();
-      const gone = new Set(
-        this.#sql
-          .exec<{ funnel: string }>("SELECT funnel FROM gone")
-          .toArray()
-          .map((r) => r.funnel),
-      );
-      for (const b of fresh) {
-        for (const item of b.items) {
-          if (gone.has(item.f)) continue;
-          const key = `${item.f}\u0000${item.u}`;
-          const entry: LogEntry = [item.t, item.s, item.s === 0 && item.b !== undefined ? item.b : null];
-          const g = byUser.get(key);
-          if (g) g.entries.push(entry);
-          else byUser.set(key, { item, entries: [entry] });
+    try {
+      this.ctx.storage.transactionSync(() => {
+        last =
+          this.#sql.exec<{ seq: number }>("SELECT seq FROM applied WHERE source = ?", source).toArray()[0]?.seq ?? 0;
+        const fresh = batches.filter((b) => b.seq > last).sort((a, b) => a.seq - b.seq);
+        if (fresh.length === 0) return;
+        const gone = this.#goneSet();
+        const byUser = new Map<string, { item: FunnelItem; entries: LogEntry[] }>();
+        for (const b of fresh) {
+          for (const item of b.items) {
+            if (gone.has(item.f)) continue;
+            const key = `${item.f}\u0000${item.u}`;
+            const entry: LogEntry = [item.t, item.s, item.s === 0 && item.b !== undefined ? item.b : null];
+            const g = byUser.get(key);
+            if (g) g.entries.push(entry);
+            else byUser.set(key, { item, entries: [entry] });
+          }
         }
-      }
-      for (const { item, entries } of byUser.values()) this.#applyUser(item, entries, horizon);
-      last = fresh[fresh.length - 1].seq;
-      this.#sql.exec("INSERT OR REPLACE INTO applied (source, seq) VALUES (?, ?)", source, last);
-    });
+        const counts = new Map<string, { f: string; day: number; b: string; step: number; n: number }>();
+        const tallies = new Map<string, { late: number; overflow: number }>();
+        for (const [key, { item, entries }] of byUser) this.#applyUser(key, item, entries, horizon, counts, tallies);
+        for (const c of counts.values()) {
+          if (c.n === 0) continue;
+          this.#sql.exec(
+            `INSERT INTO counts (funnel, day, b, step, n) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (funnel, day, b, step) DO UPDATE SET n = n + excluded.n`,
+            c.f,
+            c.day,
+            c.b,
+            c.step,
+            c.n,
+          );
+        }
+        for (const [f, t] of tallies) {
+          this.#sql.exec(
+            `INSERT INTO tallies (funnel, late, overflow) VALUES (?, ?, ?)
+             ON CONFLICT (funnel) DO UPDATE SET late = late + excluded.late, overflow = overflow + excluded.overflow`,
+            f,
+            t.late,
+            t.overflow,
+          );
+        }
+        last = fresh[fresh.length - 1].seq;
+        this.#sql.exec("INSERT OR REPLACE INTO applied (source, seq) VALUES (?, ?)", source, last);
+      });
+    } catch (err) {
+      // Storage refused the write: what memory holds may be ahead of it; read everything again next time.
+      this.#forget();
+      throw err;
+    }
     this.#armSweep(now).catch((err: Error) => console.error(`edgepulse: funnel alarm: ${err.message}`));
     return last;
   }
 
-  #applyUser(item: FunnelItem, entries: LogEntry[], horizon: number): void {
+  /** Drops the in-memory copies (user states, breakdown values, deleted funnels); storage stays the truth. */
+  #forget(): void {
+    this.#states.clear();
+    this.#values.clear();
+    this.#gone = null;
+  }
+
+  #goneSet(): Set<string> {
+    this.#gone ??= new Set(
+      this.#sql
+        .exec<{ funnel: string }>("SELECT funnel FROM gone")
+        .toArray()
+        .map((r) => r.funnel),
+    );
+    return this.#gone;
+  }
+
+  #state(key: string, item: FunnelItem): UserState | null {
+    const cached = this.#states.get(key);
+    if (cached !== undefined) {
+      // Most recently used last: the first entries are the ones let go when the cache is full.
+      this.#states.delete(key);
+      this.#states.set(key, cached);
+      return cached;
+    }
     const row = this.#sql
       .exec<{ state: string }>("SELECT state FROM users WHERE funnel = ? AND user = ?", item.f, item.u)
       .toArray()[0];
-    const prev = row ? (JSON.parse(row.state) as UserState) : null;
+    return row ? (JSON.parse(row.state) as UserState) : null;
+  }
+
+  #remember(key: string, state: UserState | null): void {
+    this.#states.delete(key);
+    this.#states.set(key, state);
+    if (this.#states.size > STATE_CACHE_MAX) {
+      for (const k of this.#states.keys()) {
+        this.#states.delete(k);
+        if (this.#states.size <= STATE_CACHE_MAX * 0.9) break;
+      }
+    }
+  }
+
+  #applyUser(
+    key: string,
+    item: FunnelItem,
+    entries: LogEntry[],
+    horizon: number,
+    counts: Map<string, { f: string; day: number; b: string; step: number; n: number }>,
+    tallies: Map<string, { late: number; overflow: number }>,
+  ): void {
+    const prev = this.#state(key, item);
     const out = applyUser(prev, entries, item.w, horizon, (day, b) => this.#fold(item.f, day, b));
     for (const d of out.deltas) {
       for (let step = d.from; step <= d.to; step++) {
-        this.#sql.exec(
-          `INSERT INTO counts (funnel, day, b, step, n) VALUES (?, ?, ?, ?, ?)
-           ON CONFLICT (funnel, day, b, step) DO UPDATE SET n = n + excluded.n`,
-          item.f,
-          d.day,
-          d.b,
-          step,
-          d.d,
-        );
+        const k = `${item.f}\u0000${d.day}\u0000${d.b}\u0000${step}`;
+        const c = counts.get(k);
+        if (c) c.n += d.d;
+        else counts.set(k, { f: item.f, day: d.day, b: d.b, step, n: d.d });
       }
     }
     if (out.late || out.overflow) {
-      this.#sql.exec(
-        `INSERT INTO tallies (funnel, late, overflow) VALUES (?, ?, ?)
-         ON CONFLICT (funnel) DO UPDATE SET late = late + excluded.late, overflow = overflow + excluded.overflow`,
-        item.f,
-        out.late,
-        out.overflow,
-      );
+      const t = tallies.get(item.f) ?? { late: 0, overflow: 0 };
+      t.late += out.late;
+      t.overflow += out.overflow;
+      tallies.set(item.f, t);
     }
-    if (out.state.log.length === 0 && out.state.counted.length === 0) {
-      if (row) this.#sql.exec("DELETE FROM users WHERE funnel = ? AND user = ?", item.f, item.u);
+    if (isSpent(out.state)) {
+      if (prev !== null) this.#sql.exec("DELETE FROM users WHERE funnel = ? AND user = ?", item.f, item.u);
+      this.#remember(key, null);
       return;
     }
     this.#sql.exec(
@@ -196,22 +268,30 @@ export class FunnelActor extends DurableObject<Env> {
       JSON.stringify(out.state),
       expiresAt(out.state, item.w, this.#horizonLag()),
     );
+    this.#remember(key, out.state);
   }
 
   /** The value a new journey is counted under: its own while the day has room for it, else __other__. */
   #fold(funnel: string, day: number, b: string): string {
-    const known = this.#sql
-      .exec("SELECT 1 FROM counts WHERE funnel = ? AND day = ? AND b = ? LIMIT 1", funnel, day, b)
-      .toArray().length;
-    if (known) return b;
-    const values = this.#sql
-      .exec<{ n: number }>("SELECT count(DISTINCT b) AS n FROM counts WHERE funnel = ? AND day = ?", funnel, day)
-      .one().n;
-    return values < FUNNEL_MAX_BREAKDOWN_VALUES ? b : FUNNEL_OTHER;
+    const key = `${funnel}\u0000${day}`;
+    let values = this.#values.get(key);
+    if (values === undefined) {
+      values = new Set(
+        this.#sql
+          .exec<{ b: string }>("SELECT DISTINCT b FROM counts WHERE funnel = ? AND day = ?", funnel, day)
+          .toArray()
+          .map((r) => r.b),
+      );
+      this.#values.set(key, values);
+    }
+    if (values.has(b)) return b;
+    if (values.size >= FUNNEL_MAX_BREAKDOWN_VALUES) return FUNNEL_OTHER;
+    values.add(b);
+    return b;
   }
 
   #horizonLag(): number {
-    return this.#config.ALLOWED_LATENESS_MS + FUNNEL_GRACE_MS;
+    return this.#config.FUNNEL_LATENESS_MS;
   }
 
   /** A funnel's counts over [fromDay, toDay], with its late and overflow tallies and its live user states. */
@@ -247,6 +327,7 @@ export class FunnelActor extends DurableObject<Env> {
         GONE_KEPT,
       );
     });
+    this.#forget();
   }
 
   /**
@@ -263,6 +344,8 @@ export class FunnelActor extends DurableObject<Env> {
       ).rowsWritten;
       this.#sql.exec("DELETE FROM counts WHERE day < ?", dayOf(now) - FUNNEL_RETENTION_DAYS);
     });
+    // States let go may still be in memory; the breakdown values of days let go too.
+    if (released > 0) this.#forget();
     const remaining = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM users").one().n;
     return { released, remaining };
   }

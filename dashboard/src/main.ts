@@ -3,9 +3,10 @@
  * TenantHub, a sparkline per stream), a stream view (live figures and charts
  * from the stream's MetricActor, history from the API, a breakdown by
  * dimension whose values filter the view through POST /v1/query), a query
- * builder (POST /v1/query) and the alerts page. No framework: the DOM is
- * small. Routes live in the URL hash, so a link restores a view:
- * #/stream/<name>?<dim>=<value>…, #/query?q=<URL-encoded query JSON>.
+ * builder (POST /v1/query), boards (saved dashboards, boards.ts) and the
+ * alerts page. No framework: the DOM is small. Routes live in the URL hash,
+ * so a link restores a view: #/stream/<name>?<dim>=<value>…,
+ * #/query?q=<URL-encoded query JSON>, #/boards/<id>.
  * Credentials (a pasted read key, or sign-in with the tenant's identity
  * provider): auth.ts.
  */
@@ -26,6 +27,7 @@ import type { QueryResult } from "../../core/query";
 import type { ScalingStatus } from "../../core/shards";
 import { type Aggregates, WINDOW_NAMES, type WindowName } from "../../core/window";
 import { credential, dropToken, finishSignIn, rememberKey, signOut, startSignIn, suggestedTenant } from "./auth";
+import { BOARD_ROUTE, showBoard, showBoards } from "./boards";
 import { showQuery } from "./query-page";
 import {
   app,
@@ -41,6 +43,7 @@ import {
   showFiring,
   spanning,
   splitHash,
+  svgLines,
   type View,
 } from "./ui";
 
@@ -167,29 +170,17 @@ function showKeyForm(error?: string) {
  * inline SVG polyline. `data-points` and `data-end` (that minute, epoch ms) say what it draws.
  */
 function sparkline(name: string, at: number, points: number[]): SVGSVGElement {
-  const NS = "http://www.w3.org/2000/svg";
-  const [w, h] = [120, 24];
-  const max = Math.max(1, ...points);
-  const dx = points.length > 1 ? w / (points.length - 1) : 0;
-  const svg = document.createElementNS(NS, "svg");
+  const svg = svgLines([points], 120, 24);
   const attrs: Record<string, string> = {
-    viewBox: `0 0 ${w} ${h}`,
-    width: String(w),
-    height: String(h),
     "data-testid": `spark-${name}`,
     "data-points": points.join(","),
     "data-end": String(Math.floor(at / 60_000) * 60_000),
   };
   for (const [k, v] of Object.entries(attrs)) svg.setAttribute(k, v);
-  const title = document.createElementNS(NS, "title");
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
   const total = points.reduce((a, n) => a + n, 0);
-  title.textContent = `${total} events in the last ${points.length} min, at most ${max} a minute`;
-  const line = document.createElementNS(NS, "polyline");
-  line.setAttribute(
-    "points",
-    points.map((v, i) => `${(i * dx).toFixed(1)},${(h - 2 - (v / max) * (h - 4)).toFixed(1)}`).join(" "),
-  );
-  svg.append(title, line);
+  title.textContent = `${total} events in the last ${points.length} min, at most ${Math.max(1, ...points)} a minute`;
+  svg.prepend(title);
   return svg;
 }
 
@@ -844,6 +835,9 @@ function route() {
   if (m) showStream(key, decodeURIComponent(m[1]), params);
   else if (path === "#/alerts") showAlerts(key);
   else if (path === "#/query") current = showQuery(key, params);
+  else if (path === "#/boards") current = showBoards(key);
+  else if (BOARD_ROUTE.test(path))
+    current = showBoard(key, decodeURIComponent((BOARD_ROUTE.exec(path) as RegExpExecArray)[1]));
   else showOverview(key);
 }
 

@@ -8,6 +8,7 @@ import type uPlot from "uplot";
 import { FILTER_OPS, type FilterOp, MEASURES, QUERY_STEPS, type QueryStep } from "../../core/measures";
 import type { QueryInput, QueryResult } from "../../core/query";
 import { WINDOW_NAMES, type WindowName } from "../../core/window";
+import { addToBoard } from "./boards";
 import {
   app,
   chart,
@@ -215,7 +216,13 @@ export function showQuery(key: string, params: URLSearchParams): View {
   csvButton.disabled = true;
   const actions = el("div", { class: "actions" });
   actions.append(runButton, jsonToggle, csvButton);
-  form.append(fields, json, actions);
+  // The query shown (the last one that ran) can be kept as a panel of a board.
+  form.append(
+    fields,
+    json,
+    actions,
+    addToBoard(key, () => lastBody),
+  );
   const error = el("p", { class: "error query-error", "data-testid": "query-error" });
   error.hidden = true;
   const meta = el("p", { class: "muted", "data-testid": "query-meta" });

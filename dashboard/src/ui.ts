@@ -107,6 +107,47 @@ export function splitHash(hash: string): { path: string; params: URLSearchParams
 
 export const SERIES_COLORS = ["#4cc9f0", "#ffd166", "#80ed99", "#ef476f", "#c77dff", "#f4a261", "#90e0ef", "#e9c46a"];
 
+/**
+ * Lines as an inline SVG, without axes (sparklines, board panels): every series' points spread left to
+ * right over the width, all on one scale from min(0, lowest) to the highest value; a null point is left out
+ * of its line. One polyline per series, in order, stroked in SERIES_COLORS (and a dot for a series of one point).
+ */
+export function svgLines(series: Array<Array<number | null>>, w: number, h: number): SVGSVGElement {
+  const NS = "http://www.w3.org/2000/svg";
+  const values = series.flat().filter((v): v is number => v !== null);
+  const lo = Math.min(0, ...values);
+  const hi = Math.max(lo + 1, ...values);
+  const svg = document.createElementNS(NS, "svg");
+  for (const [k, v] of Object.entries({ viewBox: `0 0 ${w} ${h}`, width: String(w), height: String(h) }))
+    svg.setAttribute(k, v);
+  series.forEach((points, s) => {
+    const dx = points.length > 1 ? w / (points.length - 1) : 0;
+    const line = document.createElementNS(NS, "polyline");
+    line.setAttribute(
+      "points",
+      points
+        .flatMap((v, i) =>
+          v === null ? [] : [`${(i * dx).toFixed(1)},${(h - 2 - ((v - lo) / (hi - lo)) * (h - 4)).toFixed(1)}`],
+        )
+        .join(" "),
+    );
+    line.setAttribute("stroke", SERIES_COLORS[s % SERIES_COLORS.length]);
+    svg.append(line);
+    // A series of one point has no line to draw: a dot instead.
+    const only = points.flatMap((v, i) => (v === null ? [] : [[i, v]]));
+    if (only.length === 1) {
+      const dot = document.createElementNS(NS, "circle");
+      const [i, v] = only[0];
+      dot.setAttribute("cx", (i * dx).toFixed(1));
+      dot.setAttribute("cy", (h - 2 - ((v - lo) / (hi - lo)) * (h - 4)).toFixed(1));
+      dot.setAttribute("r", "3");
+      dot.setAttribute("fill", SERIES_COLORS[s % SERIES_COLORS.length]);
+      svg.append(dot);
+    }
+  });
+  return svg;
+}
+
 /** The page on screen. `update` takes a new hash for the same page in place (no new sockets); false: not its page. */
 export interface View {
   close(): void;

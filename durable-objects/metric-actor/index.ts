@@ -372,6 +372,7 @@ export class MetricActor extends DurableObject<Env> {
       history: this.parts.history.status(now),
       scaling: this.parts.scaling.status(now),
       archive: this.parts.archive.status(),
+      funnels: this.funnelStatus(),
     };
   }
 

@@ -30,6 +30,7 @@ import { MAX_SOURCES_PER_TENANT } from "../../core/sources";
 import { WINDOW_NAMES, type WindowName } from "../../core/window";
 import { ALERT_EVENTS } from "../aggregator/alerts";
 import { STREAM_LIST } from "../aggregator/app";
+import { BOARD_OPERATIONS } from "./routes-boards";
 import { FUNNEL_OPERATIONS } from "./routes-funnels";
 
 export const TAGS = {
@@ -48,6 +49,7 @@ export const TAGS = {
   Archive: "The raw archive: every accepted event, kept in R2.",
   Catalog: "The entities dimension values name: products, users and courses (PostgreSQL).",
   Funnels: "Ordered steps within a conversion window per user: live conversion, by a dim and per day.",
+  Boards: "Saved dashboards: named, ordered panels, each a query or a funnel (PostgreSQL).",
   Service: "Health, version and this description.",
 } as const;
 export type Tag = keyof typeof TAGS;
@@ -154,6 +156,7 @@ export const PATH_PARAMS: Record<string, z.ZodType> = {
   sink: z.string().describe("A sink's id (`snk_…`)."),
   kind: z.enum(CATALOG_KINDS).describe("The catalog: products, users or courses."),
   entity: z.string().describe("An entity's id: the value its events carry in their dims (URL-encoded)."),
+  board: z.string().describe("A board's id (`b_…`)."),
 };
 
 const windowName = z.enum(WINDOW_NAMES as [WindowName, ...WindowName[]]);
@@ -690,6 +693,9 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     responses: { 200: { description: "Removed.", json: R.CatalogDeleted } },
     errors: ["catalog_kind_not_found", "entity_not_found", "restricted_credential", "history_disabled"],
   },
+
+  // Boards (routes-boards.ts) ------------------------------------------------
+  ...BOARD_OPERATIONS,
 
   // Funnels (routes-funnels.ts) ----------------------------------------------
   ...FUNNEL_OPERATIONS,

@@ -7,6 +7,8 @@
 import type { z } from "zod";
 import type { Figures } from "../../core/aggregate";
 import type { AlertEventView, AlertRuleView, RuleView } from "../../core/alerts";
+import type * as B from "../../core/boards";
+import type { BoardSummaryView, BoardView, PanelView } from "../../core/boards";
 import type { CourseView, EntityView, ProductView, UserView } from "../../core/catalog";
 import type { OidcPublicConfig } from "../../core/oidc";
 import type { FlushStatus, KeyInfo, StreamCounters, StreamSnapshot, Tenant, TenantLimits } from "../../core/protocol";
@@ -68,4 +70,7 @@ export type ResponseShapeChecks = [
   Check<Same<Out<typeof R.CatalogUser>, UserView>>,
   Check<Same<Out<typeof R.Course>, CourseView>>,
   Check<Same<Out<typeof R.CatalogEntity>, EntityView>>,
+  Check<Same<Out<typeof B.Panel>, PanelView>>,
+  Check<Same<Out<typeof B.Board>, BoardView>>,
+  Check<Same<Out<typeof B.BoardSummary>, BoardSummaryView>>,
 ];
