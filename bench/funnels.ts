@@ -10,7 +10,7 @@
  *    the shard stores it) per user held: mean, p99, max, over every sample; the users held at the end; and
  *    applyUser's rate against JSON.parse of the same items (the baseline every delivery pays anyway).
  * 2. Ingest cost on `npm start`'s stack (a fresh stack per case; PGlite; no Redis): batch-1,000 requests
- *    mixing three streams (view 80 %, cart 15 %, paid 5 %, `--users` users), closed loop for `--seconds`, with
+ *    mixing three streams (view 80 %, cart 15 %, paid 5 %, from `--stack-users` users), closed loop for `--seconds`, with
  *    a 3-step funnel over them vs none, rounds alternating. CPU is the stack's processes from the loop's
  *    start until every step batch is delivered (funnel case). Check: the funnel's first step counts
  *    journeys; nothing is left pending. Then latency: `--probes` times, one first-step event for a new user,
@@ -33,6 +33,7 @@ import { cpuSeconds, processTree } from "./procs";
 const { values: args } = parseArgs({
   options: {
     users: { type: "string", default: "20000" },
+    "stack-users": { type: "string", default: "1000000" },
     hours: { type: "string", default: "6" },
     seconds: { type: "string", default: "6" },
     rounds: { type: "string", default: "2" },
@@ -40,6 +41,7 @@ const { values: args } = parseArgs({
   },
 });
 const USERS = Number(args.users);
+const STACK_USERS = Number(args["stack-users"]);
 const HOURS = Number(args.hours);
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
@@ -182,14 +184,17 @@ function memoryPart() {
 
 const STREAMS = ["bf.view", "bf.cart", "bf.paid"];
 
+const BODIES = bodies();
+
 function bodies(): string[] {
   const r = rng(7);
-  return Array.from({ length: 4 }, () =>
+  // 400 distinct bodies (400,000 events) so the users of a run are spread as they would be, not 4,000 repeated.
+  return Array.from({ length: 400 }, () =>
     JSON.stringify(
       Array.from({ length: 1000 }, () => {
         const x = r();
         const name = x < 0.8 ? STREAMS[0] : x < 0.95 ? STREAMS[1] : STREAMS[2];
-        return { name, value: 20, user: `user-${Math.floor(r() * USERS)}`, dims: { country: r() < 0.5 ? "DE" : "US" } };
+        return { name, value: 20, user: `user-${Math.floor(r() * STACK_USERS)}`, dims: { country: r() < 0.5 ? "DE" : "US" } };
       }),
     ),
   );
@@ -240,7 +245,7 @@ async function stackCase(round: number, funnel: boolean) {
         url: `${stack.url}/v1/events`,
         seconds,
         connections: 8,
-        bodies: bodies(),
+        bodies: BODIES,
         headers: { authorization: `Bearer ${keys.ingest}`, "content-type": "application/json" },
         tally: (text) => (JSON.parse(text) as { accepted: number }).accepted,
       });

@@ -4,6 +4,8 @@ import type { CodedError } from "./errors.ts";
 import {
   applyUser,
   type CountDelta,
+  decodeItems,
+  encodeItems,
   FUNNEL_MAX_USER_EVENTS,
   FUNNEL_NONE,
   FUNNEL_SHARDS,
@@ -315,6 +317,17 @@ describe("definitions and taps", () => {
     tapEvent(tapsFor("cart", [not]), { ts: 10, user: "u1" }, cart);
     tapEvent(tapsFor("cart", [not]), { ts: 11, user: "u1", dims: { source: "test" } }, cart);
     expect(cart.map((i) => i.t)).toEqual([10]);
+  });
+
+  it("carries items between actors compactly and back unchanged", () => {
+    const items = [
+      { f: "f_1", s: 0, n: 3, w: 60_000, u: "u1", t: 5, b: "DE" },
+      { f: "f_1", s: 1, n: 3, w: 60_000, u: "u1", t: 6 },
+      { f: "f_2", s: 0, n: 2, w: 1000, u: 'u"2', t: 7, b: "" },
+    ];
+    const wire = encodeItems(items);
+    expect(decodeItems(wire)).toEqual(items);
+    expect(wire.length).toBeLessThan(JSON.stringify(items).length);
   });
 
   it("spreads users over the shards", () => {

@@ -21,6 +21,7 @@ import {
   applyUser,
   type CountRow,
   dayOf,
+  decodeItems,
   expiresAt,
   FUNNEL_MAX_BREAKDOWN_VALUES,
   FUNNEL_OTHER,
@@ -41,24 +42,36 @@ const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS applied (source TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
   `CREATE TABLE IF NOT EXISTS users (funnel TEXT NOT NULL, user TEXT NOT NULL, state TEXT NOT NULL,
      expires INTEGER NOT NULL, PRIMARY KEY (funnel, user)) WITHOUT ROWID`,
-  "CREATE INDEX IF NOT EXISTS users_expires ON users (expires)",
+  // No index on expires: the sweep scans the table once a minute, and every write skips a second b-tree.
+  "DROP INDEX IF EXISTS users_expires",
   `CREATE TABLE IF NOT EXISTS counts (funnel TEXT NOT NULL, day INTEGER NOT NULL, b TEXT NOT NULL, step INTEGER NOT NULL,
      n INTEGER NOT NULL, PRIMARY KEY (funnel, day, b, step)) WITHOUT ROWID`,
   "CREATE TABLE IF NOT EXISTS tallies (funnel TEXT PRIMARY KEY, late INTEGER NOT NULL, overflow INTEGER NOT NULL) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS gone (funnel TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
 ];
 
-/** User states let go per alarm run (the rest wait for the next run). */
-const SWEEP_BATCH = 2000;
 const SWEEP_EVERY_MS = 60_000;
 const GONE_KEPT = 1000;
 /** Users' states kept in memory between deliveries (a few hundred bytes each; storage holds them all). */
 const STATE_CACHE_MAX = 20_000;
+/** Rows per multi-row statement (4 parameters each: within the 100 parameters a statement may bind). */
+const ROWS_PER_STATEMENT = 24;
+/** Users per IN (…) read (with the funnel id: 91 parameters). */
+const READS_PER_STATEMENT = 90;
 
-/** One numbered batch of a stream's step events for this shard. */
+/** A user's state to write after a delivery (null: delete it if it existed). */
+interface Write {
+  funnel: string;
+  user: string;
+  state: string | null;
+  expires: number;
+  existed: boolean;
+}
+
+/** One numbered batch of a stream's step events for this shard (items as core/funnels.ts encodeItems makes them). */
 export interface FunnelBatch {
   seq: number;
-  items: FunnelItem[];
+  items: string;
 }
 
 export type DefineOutcome =
@@ -145,7 +158,7 @@ export class FunnelActor extends DurableObject<Env> {
         const gone = this.#goneSet();
         const byUser = new Map<string, { item: FunnelItem; entries: LogEntry[] }>();
         for (const b of fresh) {
-          for (const item of b.items) {
+          for (const item of decodeItems(b.items)) {
             if (gone.has(item.f)) continue;
             const key = `${item.f}\u0000${item.u}`;
             const entry: LogEntry = [item.t, item.s, item.s === 0 && item.b !== undefined ? item.b : null];
@@ -156,7 +169,12 @@ export class FunnelActor extends DurableObject<Env> {
         }
         const counts = new Map<string, { f: string; day: number; b: string; step: number; n: number }>();
         const tallies = new Map<string, { late: number; overflow: number }>();
-        for (const [key, { item, entries }] of byUser) this.#applyUser(key, item, entries, horizon, counts, tallies);
+        this.#load(byUser);
+        const writes: Write[] = [];
+        for (const [key, { item, entries }] of byUser) {
+          writes.push(this.#applyUser(key, item, entries, horizon, counts, tallies));
+        }
+        this.#write(writes);
         for (const c of counts.values()) {
           if (c.n === 0) continue;
           this.#sql.exec(
@@ -207,18 +225,62 @@ export class FunnelActor extends DurableObject<Env> {
     return this.#gone;
   }
 
-  #state(key: string, item: FunnelItem): UserState | null {
-    const cached = this.#states.get(key);
-    if (cached !== undefined) {
-      // Most recently used last: the first entries are the ones let go when the cache is full.
-      this.#states.delete(key);
-      this.#states.set(key, cached);
-      return cached;
+  /**
+   * Reads the states of the users of a delivery that memory does not hold, in a few statements (up to
+   * ROWS_PER_STATEMENT users each) rather than one per user; users without a row are remembered as null.
+   */
+  #load(byUser: Map<string, { item: FunnelItem }>): void {
+    const missing = new Map<string, string[]>();
+    for (const [key, { item }] of byUser) {
+      if (this.#states.has(key)) continue;
+      const list = missing.get(item.f) ?? [];
+      list.push(item.u);
+      missing.set(item.f, list);
     }
+    for (const [funnel, users] of missing) {
+      for (let i = 0; i < users.length; i += READS_PER_STATEMENT) {
+        const chunk = users.slice(i, i + READS_PER_STATEMENT);
+        const found = new Map<string, string>();
+        for (const r of this.#sql.exec<{ user: string; state: string }>(
+          `SELECT user, state FROM users WHERE funnel = ? AND user IN (${chunk.map(() => "?").join(",")})`,
+          funnel,
+          ...chunk,
+        )) {
+          found.set(r.user, r.state);
+        }
+        for (const u of chunk) {
+          const text = found.get(u);
+          this.#remember(`${funnel}\u0000${u}`, text === undefined ? null : (JSON.parse(text) as UserState));
+        }
+      }
+    }
+  }
+
+  #readOne(item: FunnelItem): UserState | null {
     const row = this.#sql
       .exec<{ state: string }>("SELECT state FROM users WHERE funnel = ? AND user = ?", item.f, item.u)
       .toArray()[0];
     return row ? (JSON.parse(row.state) as UserState) : null;
+  }
+
+  /** Writes a delivery's changed states: several rows per statement, deletions likewise. */
+  #write(writes: Write[]): void {
+    const puts = writes.filter((w) => w.state !== null) as Array<Write & { state: string }>;
+    for (let i = 0; i < puts.length; i += ROWS_PER_STATEMENT) {
+      const chunk = puts.slice(i, i + ROWS_PER_STATEMENT);
+      this.#sql.exec(
+        `INSERT OR REPLACE INTO users (funnel, user, state, expires) VALUES ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}`,
+        ...chunk.flatMap((w) => [w.funnel, w.user, w.state, w.expires]),
+      );
+    }
+    const dels = writes.filter((w) => w.state === null && w.existed);
+    for (let i = 0; i < dels.length; i += ROWS_PER_STATEMENT) {
+      const chunk = dels.slice(i, i + ROWS_PER_STATEMENT);
+      this.#sql.exec(
+        `DELETE FROM users WHERE ${chunk.map(() => "(funnel = ? AND user = ?)").join(" OR ")}`,
+        ...chunk.flatMap((w) => [w.funnel, w.user]),
+      );
+    }
   }
 
   #remember(key: string, state: UserState | null): void {
@@ -239,8 +301,9 @@ export class FunnelActor extends DurableObject<Env> {
     horizon: number,
     counts: Map<string, { f: string; day: number; b: string; step: number; n: number }>,
     tallies: Map<string, { late: number; overflow: number }>,
-  ): void {
-    const prev = this.#state(key, item);
+  ): Write {
+    // Loaded by #load; read again only if a very large delivery pushed it out of memory meanwhile.
+    const prev = this.#states.has(key) ? (this.#states.get(key) ?? null) : this.#readOne(item);
     const out = applyUser(prev, entries, item.w, horizon, (day, b) => this.#fold(item.f, day, b));
     for (const d of out.deltas) {
       for (let step = d.from; step <= d.to; step++) {
@@ -257,18 +320,17 @@ export class FunnelActor extends DurableObject<Env> {
       tallies.set(item.f, t);
     }
     if (isSpent(out.state)) {
-      if (prev !== null) this.#sql.exec("DELETE FROM users WHERE funnel = ? AND user = ?", item.f, item.u);
       this.#remember(key, null);
-      return;
+      return { funnel: item.f, user: item.u, state: null, expires: 0, existed: prev !== null };
     }
-    this.#sql.exec(
-      "INSERT OR REPLACE INTO users (funnel, user, state, expires) VALUES (?, ?, ?, ?)",
-      item.f,
-      item.u,
-      JSON.stringify(out.state),
-      expiresAt(out.state, item.w, this.#horizonLag()),
-    );
     this.#remember(key, out.state);
+    return {
+      funnel: item.f,
+      user: item.u,
+      state: JSON.stringify(out.state),
+      expires: expiresAt(out.state, item.w, this.#horizonLag()),
+      existed: prev !== null,
+    };
   }
 
   /** The value a new journey is counted under: its own while the day has room for it, else __other__. */
@@ -337,11 +399,7 @@ export class FunnelActor extends DurableObject<Env> {
   sweep(now = Date.now()): { released: number; remaining: number } {
     let released = 0;
     this.ctx.storage.transactionSync(() => {
-      released = this.#sql.exec(
-        "DELETE FROM users WHERE (funnel, user) IN (SELECT funnel, user FROM users WHERE expires <= ? LIMIT ?)",
-        now,
-        SWEEP_BATCH,
-      ).rowsWritten;
+      released = this.#sql.exec("DELETE FROM users WHERE expires <= ?", now).rowsWritten;
       this.#sql.exec("DELETE FROM counts WHERE day < ?", dayOf(now) - FUNNEL_RETENTION_DAYS);
     });
     // States let go may still be in memory; the breakdown values of days let go too.

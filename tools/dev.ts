@@ -177,6 +177,10 @@ export async function serveWorker(opts: ServeOptions): Promise<ServedWorker> {
             if (l === "error" || (l === "warn" && level === "warn")) process.stderr.write(`${message}\n`);
           },
           defaultPersistRoot: opts.state ? join(resolve(opts.state), "v3") : undefined,
+          // EDGEPULSE_INSPECTOR_PORT: workerd's V8 inspector, for CPU profiles (bench/profile.ts).
+          inspectorPort: process.env.EDGEPULSE_INSPECTOR_PORT
+            ? Number(process.env.EDGEPULSE_INSPECTOR_PORT)
+            : undefined,
           workers: [
             {
               ...workerOptions,

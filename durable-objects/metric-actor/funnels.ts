@@ -15,7 +15,7 @@
  */
 
 import type { StreamEvent } from "../../core/event";
-import { FUNNEL_SHARDS, type FunnelItem, funnelShardOf, type Tap, tapEvent } from "../../core/funnels";
+import { encodeItems, FUNNEL_SHARDS, type FunnelItem, funnelShardOf, type Tap, tapEvent } from "../../core/funnels";
 import type { FunnelBatch } from "../funnel-actor";
 import type { Wakeable } from "../planner";
 import type { Meta } from "./ingest";
@@ -85,7 +85,7 @@ export class FunnelFeed implements Wakeable {
     }
     for (const [k, list] of byShard) {
       this.#seq++;
-      this.outbox.mark("funnel", keyOf(k, this.#seq), now, encoder.encode(JSON.stringify(list)));
+      this.outbox.mark("funnel", keyOf(k, this.#seq), now, encoder.encode(encodeItems(list)));
     }
     this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('funnel_seq', ?)", String(this.#seq));
     const dropped = this.outbox.dropOldestPending("funnel", FUNNEL_MAX_PENDING).length;
@@ -128,7 +128,7 @@ export class FunnelFeed implements Wakeable {
   async #deliver(meta: Meta, shard: number, entries: ReturnType<Outbox["pendingByKey"]>): Promise<void> {
     const batches: FunnelBatch[] = entries.map((e) => ({
       seq: Number(e.key.slice(e.key.indexOf(":") + 1)),
-      items: JSON.parse(decoder.decode(e.payload as ArrayBuffer)) as FunnelItem[],
+      items: decoder.decode(e.payload as ArrayBuffer),
     }));
     const stub = this.env.FUNNEL_ACTOR.getByName(`${meta.tenant}#funnels#${shard}`);
     const last = await stub.apply(meta.stream, batches);
