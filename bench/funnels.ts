@@ -194,7 +194,12 @@ function bodies(): string[] {
       Array.from({ length: 1000 }, () => {
         const x = r();
         const name = x < 0.8 ? STREAMS[0] : x < 0.95 ? STREAMS[1] : STREAMS[2];
-        return { name, value: 20, user: `user-${Math.floor(r() * STACK_USERS)}`, dims: { country: r() < 0.5 ? "DE" : "US" } };
+        return {
+          name,
+          value: 20,
+          user: `user-${Math.floor(r() * STACK_USERS)}`,
+          dims: { country: r() < 0.5 ? "DE" : "US" },
+        };
       }),
     ),
   );

@@ -96,6 +96,8 @@ export class FunnelFeed implements Wakeable {
   }
 
   nextWake(): number | null {
+    // While a delivery is under way the planner re-arms when it ends (no alarm spins meanwhile).
+    if (this.#busy) return null;
     const due = this.outbox.nextDue("funnel");
     return due === null ? null : Math.max(due, this.#retryAt);
   }

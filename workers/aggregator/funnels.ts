@@ -48,11 +48,34 @@ const readable = (grant: KeyGrant, def: FunnelDef) => {
   for (const s of def.steps) assertStream(grant, s.stream);
 };
 
-/** Tells every stream of `streams` which funnel steps its events feed, from the tenant's current definitions. */
-async function pushTaps(env: Env, tenant: string, streams: Iterable<string>): Promise<void> {
-  const defs = await directory(env, tenant).list();
-  await Promise.all([...new Set(streams)].map((s) => actor(env, tenant, s).setFunnelTaps(tenant, s, tapsFor(s, defs))));
+/**
+ * Tells every stream of `streams` which funnel steps its events feed, from the tenant's definitions (but
+ * `except`). An actor that cannot be reached makes the request a 503 that is safe to repeat.
+ */
+async function pushTaps(env: Env, tenant: string, streams: Iterable<string>, except?: string): Promise<void> {
+  await reaching("A step's stream", async () => {
+    const defs = (await directory(env, tenant).list()).filter((d) => d.id !== except);
+    await Promise.all(
+      [...new Set(streams)].map((s) => actor(env, tenant, s).setFunnelTaps(tenant, s, tapsFor(s, defs))),
+    );
+  });
 }
+
+/** Runs `fn`; an object that cannot be reached is a 503 that says to repeat the request (it is safe to). */
+async function reaching<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    console.error(`edgepulse: funnels: ${what} unreachable: ${(err as Error).message}`);
+    throw new ApiError("stream_unavailable", `${what} could not be reached; repeat the request (it is safe to).`);
+  }
+}
+
+const shards = <T>(env: Env, tenant: string, call: (s: ReturnType<typeof shardOf>) => Promise<T>): Promise<T[]> =>
+  reaching("A funnel shard", () =>
+    Promise.all(Array.from({ length: FUNNEL_SHARDS }, (_, k) => call(shardOf(env, tenant, k)))),
+  );
 
 const DaysParam = z.coerce.number().int().min(1).max(FUNNEL_MAX_DAYS).default(1);
 
@@ -106,16 +129,23 @@ funnels.get("/v1/funnels/:id", requireKey("read"), onlyParams(), async (c) => {
   return c.json({ funnel: funnelView(def) });
 });
 
+/**
+ * The shards forget the funnel first (and ignore its events from then on), then the streams stop feeding it,
+ * and only then does the definition go: a delete that fails half-way leaves the funnel listed, to be deleted
+ * again.
+ */
 funnels.delete("/v1/funnels/:id", ...admin, onlyParams(), async (c) => {
   const tenant = c.get("grant").tenantId;
-  const def = await directory(c.env, tenant).remove(c.req.param("id"));
+  const def = await directory(c.env, tenant).get(c.req.param("id"));
   if (def === null) throw notFound(c.req.param("id"));
+  await shards(c.env, tenant, (s) => s.drop(def.id));
   await pushTaps(
     c.env,
     tenant,
     def.steps.map((s) => s.stream),
+    def.id,
   );
-  await Promise.all(Array.from({ length: FUNNEL_SHARDS }, (_, k) => shardOf(c.env, tenant, k).drop(def.id)));
+  await directory(c.env, tenant).remove(def.id);
   return c.body(null, 204);
 });
 
@@ -129,9 +159,7 @@ funnels.get("/v1/funnels/:id/results", requireKey("read"), onlyParams("days"), a
   const def = await found(c.env, grant, c.req.param("id"));
   const toDay = dayOf(Date.now());
   const fromDay = toDay - days.data + 1;
-  const parts = await Promise.all(
-    Array.from({ length: FUNNEL_SHARDS }, (_, k) => shardOf(c.env, grant.tenantId, k).results(def.id, fromDay, toDay)),
-  );
+  const parts = await shards(c.env, grant.tenantId, (s) => s.results(def.id, fromDay, toDay));
   const sum = (f: (p: (typeof parts)[number]) => number) => parts.reduce((a, p) => a + f(p), 0);
   return c.json({
     funnel: funnelView(def),

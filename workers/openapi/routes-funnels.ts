@@ -81,7 +81,7 @@ export const FUNNEL_OPERATIONS: Record<RouteKey, OperationDoc> = {
       201: { description: "Declared.", json: FunnelOne },
       200: { description: "The same definition exists already.", json: FunnelOne },
     },
-    errors: ["funnel_conflict", "funnel_limit", "restricted_credential"],
+    errors: ["funnel_conflict", "funnel_limit", "restricted_credential", "stream_unavailable"],
   },
   "GET /v1/funnels": {
     operationId: "listFunnels",
@@ -103,7 +103,7 @@ export const FUNNEL_OPERATIONS: Record<RouteKey, OperationDoc> = {
     summary: "Delete a funnel",
     description: `Its counts and journeys go; the streams' events and history stay. ${WRITE}`,
     responses: { 204: { description: "Deleted." } },
-    errors: ["funnel_not_found", "restricted_credential"],
+    errors: ["funnel_not_found", "restricted_credential", "stream_unavailable"],
   },
   "GET /v1/funnels/:id/results": {
     operationId: "getFunnelResults",
@@ -120,6 +120,6 @@ export const FUNNEL_OPERATIONS: Record<RouteKey, OperationDoc> = {
         .describe(`UTC days up to today (1 = today, at most ${FUNNEL_MAX_DAYS}).`),
     },
     responses: { 200: { description: "The results.", json: FunnelResults } },
-    errors: ["funnel_not_found", "stream_not_allowed", "invalid_request"],
+    errors: ["funnel_not_found", "stream_not_allowed", "invalid_request", "stream_unavailable"],
   },
 };
