@@ -94,6 +94,10 @@ export const ERRORS = {
     message: "The board was changed since this version was read; read it again and reapply the change.",
   },
   board_limit: { status: 409, message: "The tenant has the most boards allowed; delete one first." },
+  database_unavailable: {
+    status: 503,
+    message: "PostgreSQL could not be reached; retry the request shortly.",
+  },
   catalog_unavailable: {
     status: 503,
     message: "The catalog (in PostgreSQL) could not be read; retry the request shortly.",

@@ -236,7 +236,10 @@ async function startEmbeddedPostgres(dir: string): Promise<string> {
   ].join("\n");
   const child = spawn(
     process.execPath,
-    ["--input-type=module", "-e", launcher, "--", `--db=${dir}`, `--port=${port}`, "--max-connections=8"],
+    // pglite-socket refuses connections past its cap, and a dashboard board refreshing its panels at once
+    // opens dozens (up to 4 per query, plus every stream's history writer); PGlite runs them one query at
+    // a time whatever the cap (its queue keeps a transaction's statements together).
+    ["--input-type=module", "-e", launcher, "--", `--db=${dir}`, `--port=${port}`, "--max-connections=256"],
     { cwd: ROOT, detached: true, stdio: ["pipe", "ignore", "inherit"] },
   );
   children.push(child);

@@ -2,8 +2,10 @@
  * The catalog (/v1/catalog/:kind) against the real PostgreSQL: validation naming the field, the uniqueness
  * rules of each kind, listings paged by cursor and filtered, tenant isolation and scopes.
  */
-import { SELF } from "cloudflare:test";
+import { createExecutionContext, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
+import worker from "../../workers/index";
+import { testEnv } from "./env";
 import { BASE, createTenant, expectError, type TenantKeys } from "./helpers";
 
 interface Entity {
@@ -371,5 +373,36 @@ describe("tenants and scopes", () => {
       "restricted_credential",
     );
     await expectError(await call("DELETE", "/v1/catalog/products/shared", limited.admin), 403, "restricted_credential");
+  });
+});
+
+describe("the catalog and boards when PostgreSQL cannot be reached", () => {
+  it("answer 503 database_unavailable, never a 500", async () => {
+    const t = await createTenant("catalog-db-down");
+    // The same Worker, with a database address nothing listens on (the shared bridge is left alone).
+    const down = { ...testEnv, DATABASE_URL: "postgres://edgepulse@127.0.0.1:1/none" };
+    const ask = async (method: string, path: string, key: string, body?: unknown) => {
+      const ctx = createExecutionContext();
+      const res = await worker.fetch(
+        new Request(`${BASE}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        }),
+        down,
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      return res;
+    };
+    for (const res of [
+      await ask("GET", "/v1/catalog/products", t.read),
+      await ask("POST", "/v1/catalog/products", t.admin, { id: "x", name: "X", price: 1 }),
+      await ask("GET", "/v1/boards", t.read),
+      await ask("POST", "/v1/boards", t.admin, { name: "B" }),
+    ]) {
+      const err = await expectError(res, 503, "database_unavailable");
+      expect(err.message).toMatch(/PostgreSQL could not be reached/);
+    }
   });
 });

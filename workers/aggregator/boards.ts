@@ -15,9 +15,9 @@ import {
   MAX_BOARDS_PER_TENANT,
 } from "../../core/boards";
 import { createBoard, deleteBoard, getBoard, listBoards, replaceBoard } from "../../db/boards";
-import { historyEnabled, withDb } from "../../db/client";
+import { historyEnabled } from "../../db/client";
 import { assertUnrestricted, requireKey } from "../lib/auth";
-import { ApiError } from "../lib/errors";
+import { ApiError, withDatabase } from "../lib/errors";
 import type { AppEnv } from "../lib/types";
 import { jsonBody, onlyParams } from "../lib/validate";
 
@@ -46,7 +46,7 @@ const admin = [
 boards.post("/v1/boards", ...admin, onlyParams(), jsonBody(BoardCreate, "invalid_board"), async (c) => {
   needsDb(c);
   const content = contentOf(c.req.valid("json"));
-  const out = await withDb(c.env, (db) => createBoard(db, c.get("grant").tenantId, content));
+  const out = await withDatabase(c.env, (db) => createBoard(db, c.get("grant").tenantId, content));
   if (!out.ok) {
     throw new ApiError(
       "board_limit",
@@ -58,7 +58,7 @@ boards.post("/v1/boards", ...admin, onlyParams(), jsonBody(BoardCreate, "invalid
 
 boards.get("/v1/boards", requireKey("read"), onlyParams(), async (c) => {
   needsDb(c);
-  const rows = await withDb(c.env, (db) => listBoards(db, c.get("grant").tenantId));
+  const rows = await withDatabase(c.env, (db) => listBoards(db, c.get("grant").tenantId));
   return c.json({
     boards: rows.map(
       (r): BoardSummaryView => ({
@@ -75,7 +75,7 @@ boards.get("/v1/boards", requireKey("read"), onlyParams(), async (c) => {
 
 boards.get("/v1/boards/:board", requireKey("read"), onlyParams(), async (c) => {
   const id = boardParam(c);
-  const found = await withDb(c.env, (db) => getBoard(db, c.get("grant").tenantId, id));
+  const found = await withDatabase(c.env, (db) => getBoard(db, c.get("grant").tenantId, id));
   if (found === null) throw notFound(id);
   return c.json({ board: boardView(found) });
 });
@@ -84,7 +84,7 @@ boards.put("/v1/boards/:board", ...admin, onlyParams(), jsonBody(BoardReplace, "
   const id = boardParam(c);
   const body = c.req.valid("json");
   const content = contentOf(body);
-  const out = await withDb(c.env, (db) => replaceBoard(db, c.get("grant").tenantId, id, body.version, content));
+  const out = await withDatabase(c.env, (db) => replaceBoard(db, c.get("grant").tenantId, id, body.version, content));
   if (out.ok) return c.json({ board: boardView(out.board) });
   if (out.reason === "not_found") throw notFound(id);
   throw new ApiError(
@@ -96,6 +96,6 @@ boards.put("/v1/boards/:board", ...admin, onlyParams(), jsonBody(BoardReplace, "
 
 boards.delete("/v1/boards/:board", ...admin, onlyParams(), async (c) => {
   const id = boardParam(c);
-  if (!(await withDb(c.env, (db) => deleteBoard(db, c.get("grant").tenantId, id)))) throw notFound(id);
+  if (!(await withDatabase(c.env, (db) => deleteBoard(db, c.get("grant").tenantId, id)))) throw notFound(id);
   return c.body(null, 204);
 });

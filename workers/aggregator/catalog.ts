@@ -25,9 +25,9 @@ import {
 } from "../../core/catalog";
 import { describeIssues } from "../../core/schemas";
 import { createEntity, deleteEntity, getEntity, listEntities, updateEntity, type WriteOutcome } from "../../db/catalog";
-import { historyEnabled, withDb } from "../../db/client";
+import { historyEnabled } from "../../db/client";
 import { assertUnrestricted, requireKey } from "../lib/auth";
-import { ApiError } from "../lib/errors";
+import { ApiError, withDatabase } from "../lib/errors";
 import type { AppEnv } from "../lib/types";
 import { onlyParams } from "../lib/validate";
 import { tagged } from "../openapi/tag";
@@ -122,7 +122,7 @@ catalog.post("/v1/catalog/:kind", ...admin, onlyParams(), entityBody(CREATE_SCHE
   const tenant = c.get("grant").tenantId;
   const body = c.get("body") as { id: string } & Record<string, unknown>;
   const data = dataOf(body);
-  const out = await withDb(c.env, (db) => createEntity(db, tenant, kind, body.id, data, uniqueKeyOf(kind, data)));
+  const out = await withDatabase(c.env, (db) => createEntity(db, tenant, kind, body.id, data, uniqueKeyOf(kind, data)));
   return c.json(settled(kind, body.id, data, out), 201);
 });
 
@@ -132,14 +132,14 @@ catalog.get("/v1/catalog/:kind", requireKey("read"), onlyParams(...LIST_PARAMS),
   const params: Record<string, string | undefined> = {};
   for (const p of LIST_PARAMS) params[p] = c.req.query(p);
   const listing = parseListing(kind, params);
-  const page = await withDb(c.env, (db) => listEntities(db, tenant, kind, listing));
+  const page = await withDatabase(c.env, (db) => listEntities(db, tenant, kind, listing));
   return c.json({ items: page.items.map(viewOf), next_cursor: page.next });
 });
 
 catalog.get("/v1/catalog/:kind/:entity", requireKey("read"), onlyParams(), async (c) => {
   const kind = kindOf(c);
   const id = entityParam(c);
-  const found = await withDb(c.env, (db) => getEntity(db, c.get("grant").tenantId, kind, id));
+  const found = await withDatabase(c.env, (db) => getEntity(db, c.get("grant").tenantId, kind, id));
   if (found === null) throw notFound(kind, id);
   return c.json(viewOf(found));
 });
@@ -149,7 +149,7 @@ catalog.patch("/v1/catalog/:kind/:entity", ...admin, onlyParams(), entityBody(PA
   const id = entityParam(c);
   const patch = c.get("body");
   let data: EntityData = {};
-  const out = await withDb(c.env, (db) =>
+  const out = await withDatabase(c.env, (db) =>
     updateEntity(db, c.get("grant").tenantId, kind, id, (stored) => {
       data = patched(stored, patch);
       return { data, uniqueKey: uniqueKeyOf(kind, data) };
@@ -161,6 +161,7 @@ catalog.patch("/v1/catalog/:kind/:entity", ...admin, onlyParams(), entityBody(PA
 catalog.delete("/v1/catalog/:kind/:entity", ...admin, onlyParams(), async (c) => {
   const kind = kindOf(c);
   const id = entityParam(c);
-  if (!(await withDb(c.env, (db) => deleteEntity(db, c.get("grant").tenantId, kind, id)))) throw notFound(kind, id);
+  if (!(await withDatabase(c.env, (db) => deleteEntity(db, c.get("grant").tenantId, kind, id))))
+    throw notFound(kind, id);
   return c.json({ deleted: id });
 });

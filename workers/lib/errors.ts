@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { CodedError, ERRORS, type ErrorCode } from "../../core/errors";
+import { type Db, type DbEnv, withDb } from "../../db/client";
 
 /** A client error with a stable code; rendered by `onError` as `{ error: { code, message, details? } }`. */
 export class ApiError extends HTTPException {
@@ -98,4 +99,18 @@ function patternOf(path: string): RegExp {
     patterns.set(path, re);
   }
   return re;
+}
+
+/**
+ * Runs `work` with a database connection (db/client.ts withDb); a failure that is not already an answer
+ * (a refused or dropped connection, a query error) becomes 503 database_unavailable rather than a 500.
+ */
+export async function withDatabase<T>(env: DbEnv, work: (db: Db) => Promise<T>): Promise<T> {
+  try {
+    return await withDb(env, work);
+  } catch (err) {
+    if (err instanceof ApiError || err instanceof CodedError) throw err;
+    console.error(`edgepulse: database unavailable: ${(err as Error).name}: ${(err as Error).message.slice(0, 200)}`);
+    throw new ApiError("database_unavailable");
+  }
 }

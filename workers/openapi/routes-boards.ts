@@ -24,21 +24,21 @@ export const BOARD_OPERATIONS: Record<RouteKey, OperationDoc> = {
     summary: "Create a board",
     description: `${PANELS} At most ${MAX_BOARDS_PER_TENANT} boards per tenant. The dashboard shows it at \`/#/boards/<id>\`. ${WRITE}`,
     responses: { 201: { description: "Created, at version 1.", json: BoardOne } },
-    errors: ["board_limit", "restricted_credential", "history_disabled"],
+    errors: ["board_limit", "restricted_credential", "history_disabled", "database_unavailable"],
   },
   "GET /v1/boards": {
     operationId: "listBoards",
     tag: "Boards",
     summary: "The tenant's boards, without their panels",
     responses: { 200: { description: "By name; `panels` counts each board's panels.", json: BoardList } },
-    errors: ["history_disabled"],
+    errors: ["history_disabled", "database_unavailable"],
   },
   "GET /v1/boards/:board": {
     operationId: "getBoard",
     tag: "Boards",
     summary: "One board with its panels",
     responses: { 200: { description: "The board.", json: BoardOne } },
-    errors: ["board_not_found", "history_disabled"],
+    errors: ["board_not_found", "history_disabled", "database_unavailable"],
   },
   "PUT /v1/boards/:board": {
     operationId: "replaceBoard",
@@ -46,7 +46,7 @@ export const BOARD_OPERATIONS: Record<RouteKey, OperationDoc> = {
     summary: "Replace a board's name, description and panels",
     description: `\`version\` is the board's version as read: if the board was saved since, nothing changes and the answer is \`409 board_conflict\` (its \`details.version\` is the version now). Of concurrent replaces naming the same version, exactly one applies. ${PANELS} ${WRITE}`,
     responses: { 200: { description: "The board as saved, its version one more.", json: BoardOne } },
-    errors: ["board_not_found", "board_conflict", "restricted_credential", "history_disabled"],
+    errors: ["board_not_found", "board_conflict", "restricted_credential", "history_disabled", "database_unavailable"],
   },
   "DELETE /v1/boards/:board": {
     operationId: "deleteBoard",
@@ -54,6 +54,6 @@ export const BOARD_OPERATIONS: Record<RouteKey, OperationDoc> = {
     summary: "Delete a board",
     description: `Its link stops working; the streams and funnels its panels show are left as they are. ${WRITE}`,
     responses: { 204: { description: "Deleted." } },
-    errors: ["board_not_found", "restricted_credential", "history_disabled"],
+    errors: ["board_not_found", "restricted_credential", "history_disabled", "database_unavailable"],
   },
 };

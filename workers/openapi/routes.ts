@@ -638,7 +638,14 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     summary: "Add an entity to the catalog",
     description: `The body is the kind's: a product (\`id\`, \`name\`, \`price\`, \`category\`), a user (\`id\`, \`first_name\`, \`last_name\`, \`plan\`, \`country\`) or a course (\`id\`, \`title\`, \`level\`, \`instructor\`). The id is the value events carry in their dims. Unique within the kind: the id, and a product's name, a user's first and last name together, a course's title (case-insensitively, white space trimmed). At most ${MAX_ENTITIES_PER_KIND} entities of a kind per tenant. An admin credential without stream prefixes.`,
     responses: { 201: { description: "Added.", json: R.CatalogEntity } },
-    errors: ["catalog_kind_not_found", "entity_conflict", "catalog_limit", "restricted_credential", "history_disabled"],
+    errors: [
+      "catalog_kind_not_found",
+      "entity_conflict",
+      "catalog_limit",
+      "restricted_credential",
+      "history_disabled",
+      "database_unavailable",
+    ],
   },
   "GET /v1/catalog/:kind": {
     operationId: "listCatalogEntities",
@@ -660,14 +667,20 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
       instructor: z.string().optional().describe("courses only: the instructor."),
     },
     responses: { 200: { description: "A page.", json: R.CatalogPage } },
-    errors: ["catalog_kind_not_found", "invalid_request", "unknown_parameter", "history_disabled"],
+    errors: [
+      "catalog_kind_not_found",
+      "invalid_request",
+      "unknown_parameter",
+      "history_disabled",
+      "database_unavailable",
+    ],
   },
   "GET /v1/catalog/:kind/:entity": {
     operationId: "getCatalogEntity",
     tag: "Catalog",
     summary: "One entity",
     responses: { 200: { description: "The entity.", json: R.CatalogEntity } },
-    errors: ["catalog_kind_not_found", "entity_not_found", "history_disabled"],
+    errors: ["catalog_kind_not_found", "entity_not_found", "history_disabled", "database_unavailable"],
   },
   "PATCH /v1/catalog/:kind/:entity": {
     operationId: "updateCatalogEntity",
@@ -682,6 +695,7 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
       "entity_conflict",
       "restricted_credential",
       "history_disabled",
+      "database_unavailable",
     ],
   },
   "DELETE /v1/catalog/:kind/:entity": {
@@ -691,7 +705,13 @@ export const OPERATIONS: Record<RouteKey, OperationDoc> = {
     description:
       "Only the catalog's row goes: events and history that name the id are left as they are. An admin credential without stream prefixes.",
     responses: { 200: { description: "Removed.", json: R.CatalogDeleted } },
-    errors: ["catalog_kind_not_found", "entity_not_found", "restricted_credential", "history_disabled"],
+    errors: [
+      "catalog_kind_not_found",
+      "entity_not_found",
+      "restricted_credential",
+      "history_disabled",
+      "database_unavailable",
+    ],
   },
 
   // Boards (routes-boards.ts) ------------------------------------------------
