@@ -1,113 +1,160 @@
 /**
- * `npm run demo`: creates a demo tenant on a running edgepulse (started with
- * `npm start`) and feeds it realistic web-shop traffic, so the dashboard has
- * something to show within a minute.
+ * `npm run demo -- <pack>`: sets a solution pack up in a running edgepulse (started with `npm start`)
+ * and feeds it realistic traffic, so its boards have something to show within a minute. The packs live
+ * in tools/packs/ (docs/packs/ describes them):
  *
- *   npm run demo -- [--url http://127.0.0.1:8787] [--rate 200] [--seconds 0 (forever)]
+ *   shop     a web shop: product views, carts, checkouts and purchases
+ *   courses  online courses: enrollments, lessons, quizzes, completions, ratings, notifications
+ *   app      a mobile app: sessions, screens, searches, product views, favorites, purchases
+ *
+ *   npm run demo -- shop|courses|app [--url http://127.0.0.1:8787] [--rate 200] [--seconds 0 (forever)]
+ *     [--events N] [--seed S] [--no-setup] [--notify http://127.0.0.1:8790] [--vars .dev.vars] [--state .edgepulse]
+ *
+ * Setting up is idempotent: the tenant's keys are kept in .edgepulse/demo-<pack>.json, and a second run
+ * finds the catalog entities, funnels, alert rules and boards the first made. `--events N` sends exactly
+ * N events and exits; `--seed` makes the traffic reproducible.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { PACKS } from "./packs/index";
+import { Api, type DemoTenant, provision, stateFile } from "./packs/provision";
+import { sendTraffic } from "./packs/traffic";
 import { ROOT } from "./paths";
 
-const { values: args } = parseArgs({
-  options: {
-    url: { type: "string", default: process.env.EDGEPULSE_URL ?? "http://127.0.0.1:8787" },
-    rate: { type: "string", default: "200" },
-    seconds: { type: "string", default: "0" },
-    vars: { type: "string", default: join(ROOT, ".dev.vars") },
-  },
-});
+const USAGE = `usage: npm run demo -- <pack> [options]
 
-const COUNTRIES = ["DE", "US", "FR", "GB", "JP", "BR", "IN", "NL", "SE", "ES"];
-const PAGES = ["/", "/search", "/product", "/cart", "/checkout"];
+packs:
+${Object.values(PACKS)
+  .map((p) => `  ${p.name.padEnd(8)} ${p.description}`)
+  .join("\n")}
 
-function lognormal(median: number, sigma: number): number {
-  const u = Math.random() || 1e-9;
-  const z = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * Math.random());
-  return Math.round(median * Math.exp(sigma * z) * 10) / 10;
+options:
+  --url URL         the edgepulse to use (default $EDGEPULSE_URL or http://127.0.0.1:8787)
+  --rate N          events per second (default 200)
+  --seconds N       stop after N seconds (default 0: run until Ctrl-C)
+  --events N        send exactly N events as fast as the server takes them, then exit
+  --seed N          the traffic's seed (default: a random one, printed); the same seed sends the same traffic
+  --no-setup        skip setting up; send traffic to the tenant saved in .edgepulse/demo-<pack>.json
+  --notify URL      point the pack's notifying alert rules at this webhook (e.g. the course-notifications receiver)
+  --vars FILE       where npm start keeps the operator token (default .dev.vars)
+  --state DIR       where the tenant's keys are kept, as demo-<pack>.json (default .edgepulse)
+`;
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`demo: ${message}\n`);
+  process.exit(code);
 }
 
-interface DemoKeys {
-  url: string;
-  tenantId: string;
-  ingest: string;
-  read: string;
+function positiveInt(name: string, raw: string | undefined, min = 0): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}; got '${raw}'.\n\n${USAGE}`, 2);
+  return n;
 }
 
-async function keys(): Promise<DemoKeys> {
-  const file = join(ROOT, ".edgepulse", "demo.json");
-  if (existsSync(file)) {
-    const saved = JSON.parse(readFileSync(file, "utf8")) as DemoKeys;
-    const check = await fetch(`${args.url}/v1/streams?limit=1`, { headers: { authorization: `Bearer ${saved.read}` } });
-    if (saved.url === args.url && check.ok) return saved;
-  }
-  const token = /^ADMIN_TOKEN=(.+)$/m.exec(existsSync(args.vars) ? readFileSync(args.vars, "utf8") : "")?.[1];
-  if (!token) throw new Error(`no ADMIN_TOKEN in ${args.vars}: run npm start first`);
-  const res = await fetch(`${args.url}/v1/admin/tenants`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: "demo shop" }),
+async function main(): Promise<void> {
+  const { values: args, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      url: { type: "string", default: process.env.EDGEPULSE_URL ?? "http://127.0.0.1:8787" },
+      rate: { type: "string", default: "200" },
+      seconds: { type: "string", default: "0" },
+      events: { type: "string" },
+      seed: { type: "string" },
+      "no-setup": { type: "boolean", default: false },
+      notify: { type: "string" },
+      vars: { type: "string", default: join(ROOT, ".dev.vars") },
+      state: { type: "string", default: join(ROOT, ".edgepulse") },
+      help: { type: "boolean", short: "h", default: false },
+    },
   });
-  if (res.status !== 201) throw new Error(`creating the demo tenant failed: ${res.status} ${await res.text()}`);
-  const body = (await res.json()) as { tenant: { id: string }; keys: Array<{ scope: string; key: string }> };
-  const k = (s: string) => (body.keys.find((x) => x.scope === s) as { key: string }).key;
-  const out = { url: args.url, tenantId: body.tenant.id, ingest: k("ingest"), read: k("read") };
-  mkdirSync(join(ROOT, ".edgepulse"), { recursive: true });
-  writeFileSync(file, JSON.stringify(out, null, 2), { mode: 0o600 });
-  return out;
-}
-
-/** One visitor's worth of events: page views, maybe a cart, maybe a checkout. */
-function visit(n: number): object[] {
-  const user = `u_${Math.floor(Math.random() * 5000)}`;
-  const country = COUNTRIES[Math.floor(Math.abs(lognormal(2, 0.9))) % COUNTRIES.length];
-  const out: object[] = [];
-  for (let i = 0; i < 1 + (n % 4); i++) {
-    out.push({ name: "page.view", value: lognormal(180, 0.6), user, dims: { country, page: PAGES[i % PAGES.length] } });
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return;
   }
-  if (Math.random() < 0.3) out.push({ name: "cart.add", value: lognormal(40, 0.8), user, dims: { country } });
-  if (Math.random() < 0.1) {
-    out.push({ name: "checkout.completed", value: lognormal(650, 0.5), user, dims: { country } });
-    out.push({ name: "order.amount", value: lognormal(55, 0.7), user, dims: { country } });
+  if (positionals.length !== 1 || !Object.hasOwn(PACKS, positionals[0])) {
+    fail(
+      `${positionals.length === 0 ? "name a pack" : `unknown pack '${positionals.join(" ")}'`}: ${Object.keys(PACKS).join(", ")}.\n\n${USAGE}`,
+      2,
+    );
   }
-  if (Math.random() < 0.01) out.push({ name: "payment.failed", user, dims: { country } });
-  return out;
-}
+  const pack = PACKS[positionals[0]];
+  const rate = positiveInt("rate", args.rate, 1) as number;
+  const seconds = positiveInt("seconds", args.seconds) as number;
+  const events = positiveInt("events", args.events, 1);
+  const seed = positiveInt("seed", args.seed) ?? Math.floor(Math.random() * 2 ** 31);
+  if (args.notify !== undefined && !/^https?:\/\/\S+$/.test(args.notify))
+    fail(`--notify must be an http(s) URL; got '${args.notify}'.`, 2);
+  const url = args.url.replace(/\/+$/, "");
+  const stateDir = args.state;
+  const out = (line: string) => process.stdout.write(`${line}\n`);
 
-async function main() {
-  const k = await keys();
-  process.stdout.write(
-    [
-      "",
-      `Demo tenant ready. Open ${args.url}/ and paste this read key:`,
-      `  ${k.read}`,
-      `Feeding ~${args.rate} events/s (Ctrl-C to stop)…`,
-      "",
-    ].join("\n"),
+  let tenant: DemoTenant;
+  let boards: Array<{ name: string; id: string }> = [];
+  if (args["no-setup"]) {
+    const file = stateFile(stateDir, pack.name);
+    if (!existsSync(file)) fail(`--no-setup: no saved tenant in ${file}; run once without --no-setup to set it up.`);
+    tenant = JSON.parse(readFileSync(file, "utf8")) as DemoTenant;
+    if (tenant.url !== url) fail(`--no-setup: ${file} holds a tenant of ${tenant.url}, not ${url}.`);
+  } else {
+    out(`Setting up the ${pack.name} pack on ${url}…`);
+    const result = await provision(pack, {
+      url,
+      vars: args.vars,
+      stateDir,
+      notify: args.notify,
+      log: (l) => out(`  ${l}`),
+    });
+    tenant = result.tenant;
+    boards = result.boards;
+    for (const note of result.notes) out(`  note: ${note}`);
+  }
+
+  const lines = ["", `Open ${url}/ and paste this read key:`, `  ${tenant.read}`];
+  if (boards.length > 0) {
+    lines.push("Boards:");
+    for (const b of boards) lines.push(`  ${b.name}: ${url}/#/boards/${b.id}`);
+  }
+  if (args.notify !== undefined) {
+    const { secret } = await new Api(url).expect<{ secret: string }>(
+      "webhook secret",
+      "GET",
+      "/v1/alerts/secret",
+      tenant.admin,
+      undefined,
+      [200],
+    );
+    const port = new URL(args.notify).port || "80";
+    lines.push(
+      `Alerts notify ${args.notify}; to receive them as chat messages (add --forward <chat webhook URL> to pass them on):`,
+      `  npx tsx examples/course-notifications/receiver.ts --port ${port} --secret ${secret}`,
+    );
+  }
+  lines.push(
+    events !== undefined
+      ? `Sending ${events} events (seed ${seed})…`
+      : `Sending ~${rate} events/s with seed ${seed}${seconds > 0 ? ` for ${seconds} s` : " (Ctrl-C to stop)"}…`,
+    "",
   );
-  const rate = Number(args.rate);
-  const until = Number(args.seconds) > 0 ? Date.now() + Number(args.seconds) * 1000 : Number.POSITIVE_INFINITY;
-  let n = 0;
-  let sent = 0;
-  while (Date.now() < until) {
-    const started = Date.now();
-    const batch: object[] = [];
-    while (batch.length < rate / 4) batch.push(...visit(n++));
-    const res = await fetch(`${args.url}/v1/events`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${k.ingest}`, "content-type": "application/json" },
-      body: JSON.stringify(batch),
-    }).catch((err: Error) => ({ ok: false, status: 0, text: async () => err.message }));
-    if (!res.ok) process.stderr.write(`ingest failed (${res.status}): ${(await res.text()).slice(0, 200)}\n`);
-    else sent += batch.length;
-    if (n % 200 < 10) process.stdout.write(`\r${sent} events sent`);
-    await new Promise((r) => setTimeout(r, Math.max(0, 250 - (Date.now() - started))));
-  }
-  process.stdout.write(`\n${sent} events sent\n`);
+  out(lines.join("\n"));
+
+  const stop = new AbortController();
+  process.once("SIGINT", () => stop.abort());
+  process.once("SIGTERM", () => stop.abort());
+  const totals = await sendTraffic(pack, tenant, {
+    rate,
+    seconds,
+    events,
+    seed,
+    signal: stop.signal,
+    log: (l) => process.stdout.write(`\n${l}\n`),
+    progress: (t) => process.stdout.write(`\r${t.sent} events sent`),
+  });
+  const refused = totals.rejected > 0 ? `, ${totals.rejected} refused` : "";
+  const dup = totals.duplicates > 0 ? `, ${totals.duplicates} duplicates` : "";
+  out(`\r${totals.sent} events sent: ${totals.accepted} accepted${dup}${refused}`);
 }
 
-main().catch((err) => {
-  process.stderr.write(`demo: ${(err as Error).message}\n`);
-  process.exit(1);
-});
+main().catch((err: Error) => fail(err.message));

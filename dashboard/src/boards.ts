@@ -151,7 +151,11 @@ interface FunnelResults {
   from: string;
   to: string;
   steps: Array<{ index: number; stream: string; journeys: number; conversion: number; from_previous: number }>;
+  breakdown: Array<{ value: string; journeys: number[] }>;
 }
+
+/** Breakdown values a funnel panel lists (the results come most first-step journeys first). */
+const FUNNEL_BREAKDOWN_ROWS = 8;
 
 type Data = { kind: "query"; result: QueryResult } | { kind: "funnel"; result: FunnelResults };
 
@@ -317,7 +321,33 @@ function drawFunnel(f: FunnelResults): HTMLElement {
     );
     box.append(line);
   }
+  if (f.breakdown.length > 0) box.append(drawFunnelBreakdown(f));
   return box;
+}
+
+/** The funnel by its breakdown dim: journeys per step and the overall conversion of each value. */
+function drawFunnelBreakdown(f: FunnelResults): HTMLElement {
+  const table = el("table", { class: "funnel-breakdown", "data-testid": "funnel-breakdown" });
+  const head = el("tr");
+  head.append(
+    el("th", {}, ""),
+    ...f.steps.map((s) => el("th", { class: "num" }, `${s.index + 1}`)),
+    el("th", { class: "num" }, "conv."),
+  );
+  table.append(head);
+  for (const b of f.breakdown.slice(0, FUNNEL_BREAKDOWN_ROWS)) {
+    // Figures carry data-journeys, not data-value: the panel's data-value figures are its steps'.
+    const row = el("tr", { "data-breakdown": b.value, "data-journeys": b.journeys.join(",") });
+    const last = b.journeys[b.journeys.length - 1] ?? 0;
+    const conv = b.journeys[0] ? last / b.journeys[0] : 0;
+    row.append(
+      el("td", {}, b.value),
+      ...b.journeys.map((j) => el("td", { class: "num" }, j.toLocaleString("en-US"))),
+      el("td", { class: "num muted" }, `${(100 * conv).toFixed(1)}%`),
+    );
+    table.append(row);
+  }
+  return table;
 }
 
 function draw(p: PanelView, d: Data): HTMLElement {
