@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CONFIG } from "../core/config";
 import { applyUser, DAY_MS, isSpent, type LogEntry, type UserState } from "../core/funnels";
+import { seededRandom } from "../core/random";
 import { createTenant, type Keys, ROOT, type Stack, startStack } from "../test/support/stack";
 import { BENCH_ENV, closedLoop, percentile } from "./load";
 import { cpuSeconds, processTree } from "./procs";
@@ -53,16 +54,7 @@ const r2 = (n: number) => Math.round(n * 100) / 100;
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 // ---------------------------------------------------------------------------------------------------------
 // Part 1: memory per user.

@@ -12,6 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
+import { seededRandom } from "../core/random";
 import { createTenant, freePort, ROOT, startStack } from "../test/support/stack";
 import { BENCH_ENV, closedLoop } from "./load";
 
@@ -27,16 +28,7 @@ const { values: args } = parseArgs({
 
 const STREAMS = ["bf.view", "bf.cart", "bf.paid"];
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 function bodies(users: number): string[] {
   const r = rng(7);

@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import { CodedError } from "./errors.ts";
+import { FUNNEL_MAX_DAYS } from "./funnels.ts";
 import { randomToken } from "./keys.ts";
 import { parseQuery, QueryBody, QueryFields } from "./query.ts";
 import { Time } from "./responses.ts";
@@ -27,7 +28,8 @@ export const MAX_PANEL_TITLE = 100;
 /** A board's description: at most 500 characters once trimmed. */
 export const MAX_BOARD_DESCRIPTION = 500;
 /** A funnel panel's days: 1–90 (as GET /v1/funnels/:id/results takes them); 1 when omitted. */
-export const FUNNEL_DAYS = { min: 1, max: 90, default: 1 } as const;
+/** A funnel panel's days: those the funnel results route takes (core/funnels.ts). */
+export const FUNNEL_DAYS = { min: 1, max: FUNNEL_MAX_DAYS, default: 1 } as const;
 /**
  * A board as stored (name, description and panels as JSON) is at most this many bytes: 24 panels of
  * ordinary queries are a few KiB; this bounds a tenant's boards at 100 × 256 KiB.
@@ -36,7 +38,7 @@ export const MAX_BOARD_BYTES = 256 * 1024;
 /** A panel id the client chooses: 1–64 characters of [A-Za-z0-9_-]. */
 export const PANEL_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** A funnel's id as a panel names it (the funnels API's `f_…`): 1–64 characters of [A-Za-z0-9_-]. */
-export const FUNNEL_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const FUNNEL_ID_PATTERN = PANEL_ID_PATTERN;
 
 export const newBoardId = (): string => `b_${randomToken(12)}`;
 export const newPanelId = (): string => `p_${randomToken(8)}`;
@@ -176,6 +178,15 @@ export interface BoardView {
   version: number;
   created_at: string;
   updated_at: string;
+  /** Panels left out for a credential limited to stream prefixes (they name streams it cannot read). */
+  hidden_panels?: number;
+}
+
+/** The streams a panel's query reads (none for a funnel panel: its results route checks its own steps). */
+export function panelStreams(p: PanelView): string[] {
+  const q = p.query as { stream?: string; streams?: Record<string, string> } | undefined;
+  if (!q) return [];
+  return [...(q.stream ? [q.stream] : []), ...Object.values(q.streams ?? {})];
 }
 
 export interface BoardSummaryView {
@@ -264,6 +275,11 @@ export const Board = z
     version: z.int().min(1).describe("Bumped by every change; PUT sends it back."),
     created_at: Time,
     updated_at: Time,
+    hidden_panels: z
+      .int()
+      .min(1)
+      .optional()
+      .describe("For a credential limited to stream prefixes: panels left out, as they read streams it cannot."),
   })
   .meta({ id: "Board" });
 

@@ -19,19 +19,11 @@ import {
   tapsFor,
   type UserState,
 } from "./funnels.ts";
+import { seededRandom } from "./random.ts";
 
 const W = 60_000;
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 /** Sums deltas into per-step totals. */
 function totals(deltas: CountDelta[], steps: number): number[] {
@@ -280,13 +272,21 @@ describe("definitions and taps", () => {
     expect(err?.code).toBe("invalid_funnel");
     expect(err?.message).toMatch(/steps\.0\.filters\.0/);
     expect(FunnelCreate.safeParse({ ...body, steps: [body.steps[0]] }).success).toBe(false);
+    // The same step twice in a row: one event would make both.
+    expect(() =>
+      parseFunnel(FunnelCreate.parse({ ...body, steps: [body.steps[0], body.steps[0], body.steps[2]] })),
+    ).toThrow(/steps\.1: the same as step 0/);
   });
 
   it("taps a stream's events per step: with a user, passing the filters, the breakdown from the first step", () => {
     const def = { ...parseFunnel(FunnelCreate.parse(body)), id: "f_1", created_at: 0 };
     const loop = {
       ...parseFunnel(
-        FunnelCreate.parse({ name: "loop", steps: [{ stream: "cart" }, { stream: "cart" }], window: "1m" }),
+        FunnelCreate.parse({
+          name: "loop",
+          steps: [{ stream: "cart" }, { stream: "cart", filters: [{ dim: "again", op: "eq", value: "1" }] }],
+          window: "1m",
+        }),
       ),
       id: "f_2",
       created_at: 0,

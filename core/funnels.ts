@@ -128,6 +128,15 @@ export function parseFunnel(body: z.output<typeof FunnelCreate>): Omit<FunnelDef
       throw err;
     }
   });
+  // One event would make both steps at once (a journey would reach the second with its first event).
+  for (let i = 1; i < steps.length; i++) {
+    if (JSON.stringify(steps[i]) === JSON.stringify(steps[i - 1])) {
+      throw new CodedError(
+        "invalid_funnel",
+        `steps.${i}: the same as step ${i - 1}; one event would make both. Give the steps different streams or filters.`,
+      );
+    }
+  }
   return { name: body.name, steps, window: body.window, window_ms: windowMs, breakdown: body.breakdown ?? null };
 }
 
@@ -278,21 +287,27 @@ export interface Journey {
 
 const byTimeThenStep = (x: LogEntry, y: LogEntry) => x[0] - y[0] || x[1] - y[1];
 
+/**
+ * The rule, one event at a time: the journey open after `e`, given the one open before it (changed in
+ * place when it advances). `closed` receives a journey the event closed.
+ */
+function advance(open: Journey | null, e: LogEntry, windowMs: number, closed?: Journey[]): Journey | null {
+  const [t, step, b] = e;
+  let cur = open;
+  if (cur !== null && t > cur.start + windowMs) {
+    closed?.push(cur);
+    cur = null;
+  }
+  if (cur === null) return step === 0 ? { start: t, b, reached: 0 } : null;
+  if (step === cur.reached + 1) cur.reached = step;
+  return cur;
+}
+
 /** The journeys of a user's step events, by the rule above. `log` must be sorted by time, then step. */
 export function journeysOf(log: LogEntry[], windowMs: number, from: Journey | null = null): Journey[] {
   const out: Journey[] = [];
   let open: Journey | null = from === null ? null : { ...from };
-  for (const [t, step, b] of log) {
-    if (open !== null && t > open.start + windowMs) {
-      out.push(open);
-      open = null;
-    }
-    if (open === null) {
-      if (step === 0) open = { start: t, b, reached: 0 };
-    } else if (step === open.reached + 1) {
-      open.reached = step;
-    }
-  }
+  for (const e of log) open = advance(open, e, windowMs, out);
   if (open !== null) out.push(open);
   return out;
 }
@@ -382,15 +397,7 @@ export function applyUser(
 export function prune(state: UserState, windowMs: number, horizon: number): UserState {
   let open = state.open === null ? null : { ...state.open };
   let i = 0;
-  for (; i < state.log.length && state.log[i][0] < horizon; i++) {
-    const [t, step, b] = state.log[i];
-    if (open !== null && t > open.start + windowMs) open = null;
-    if (open === null) {
-      if (step === 0) open = { start: t, b, reached: 0 };
-    } else if (step === open.reached + 1) {
-      open.reached = step;
-    }
-  }
+  for (; i < state.log.length && state.log[i][0] < horizon; i++) open = advance(open, state.log[i], windowMs);
   // Every event to come is at or after the horizon: a journey whose window ends before it is over.
   if (open !== null && open.start + windowMs < horizon) open = null;
   return {

@@ -984,13 +984,13 @@ describe("attributes (grouping by a catalog attribute)", () => {
     expect(err.message).toBe(message);
   });
 
-  it("shows the attribute, __none__ for an entity without it, __unknown__ for a value not in the catalog", () => {
+  it("shows the attribute, __unset__ for an entity without it, __unknown__ for a value not in the catalog", () => {
     const found = new Map<string, string | null>([
       ["p1", "kitchen"],
       ["p2", null],
     ]);
     expect(attributeValue("p1", found)).toBe("kitchen");
-    expect(attributeValue("p2", found)).toBe("__none__");
+    expect(attributeValue("p2", found)).toBe("__unset__");
     expect(attributeValue("p3", found)).toBe("__unknown__");
     // Values naming no entity are never looked up and keep their meaning.
     expect(attributeValue("__none__", found)).toBe("__none__");

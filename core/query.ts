@@ -110,7 +110,7 @@ export const QueryFields = z.strictObject({
     .record(dimKey, z.string().max(64))
     .optional()
     .describe(
-      `Group-by key → "<kind>.<attribute>" ({"product": "products.category"}): the key's column is replaced by "<key>_<attribute>" (product_category) holding each value's attribute from the tenant's catalog, and groups sharing it are merged into one with exact measures (formulas computed after the merge; order_by and limit apply to the merged groups). Attributes: ${attributeList()}. A value the catalog does not hold groups under "__unknown__", an entity without the attribute under "__none__". The catalog must be readable (503 otherwise); at most ${QUERY_LIMITS.maxAttributeGroups} groups are read before the merge.`,
+      `Group-by key → "<kind>.<attribute>" ({"product": "products.category"}): the key's column is replaced by "<key>_<attribute>" (product_category) holding each value's attribute from the tenant's catalog, and groups sharing it are merged into one with exact measures (formulas computed after the merge; order_by and limit apply to the merged groups). Attributes: ${attributeList()}. A value the catalog does not hold groups under "__unknown__", an entity without the attribute under "__unset__" (events without the key stay under "__none__"). The catalog must be readable (503 otherwise); at most ${QUERY_LIMITS.maxAttributeGroups} groups are read before the merge.`,
     ),
 });
 export const QueryBody = QueryFields.meta({
@@ -460,14 +460,16 @@ const NOT_ENTITIES = new Set(["__none__", "__other__"]);
 
 /**
  * What an attribute column shows for a group value, given what the catalog answered for the values looked up
- * (`found`: id → the attribute, null when the entity has none): the attribute; "__none__" for an entity
+ * (`found`: id → the attribute, null when the entity has none): the attribute; "__unset__" for an entity
  * without it; "__unknown__" for a value the catalog does not hold (never added, or deleted). "__none__" (events
- * without the key) and "__other__" (values the dimension budget folded together) name no entity and stay.
+ * without the key) and "__other__" (values the dimension budget folded together) name no entity and stay:
+ * entities lacking the attribute are a group of their own, never merged into the residual of events
+ * without the key (whose measures beyond counts and sums may be unknown).
  */
 export function attributeValue(value: string, found: ReadonlyMap<string, string | null>): string {
   if (NOT_ENTITIES.has(value)) return value;
   if (!found.has(value)) return "__unknown__";
-  return found.get(value) ?? "__none__";
+  return found.get(value) ?? "__unset__";
 }
 
 /** The values of a group-by key to look up in the catalog: those naming an entity, each once. */

@@ -48,12 +48,16 @@ const SCHEMA = [
      n INTEGER NOT NULL, PRIMARY KEY (funnel, day, b, step)) WITHOUT ROWID`,
   "CREATE TABLE IF NOT EXISTS tallies (funnel TEXT PRIMARY KEY, late INTEGER NOT NULL, overflow INTEGER NOT NULL) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS gone (funnel TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
+  // Directory: the definitions' version (bumped by every define and remove; streams keep the newest taps).
+  // Shard: the horizon's floor (the furthest horizon ever applied; it never moves back, whatever the clock
+  // or a changed FUNNEL_LATENESS_MS says, so nothing let go can be counted again).
+  "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID",
 ];
 
 const SWEEP_EVERY_MS = 60_000;
 const GONE_KEPT = 1000;
-/** Users' states kept in memory between deliveries (a few hundred bytes each; storage holds them all). */
-const STATE_CACHE_MAX = 20_000;
+/** Users' states kept in memory between deliveries, by their size as stored (storage holds them all). */
+const STATE_CACHE_BYTES = 16 * 1024 * 1024;
 /** Rows per multi-row statement (4 parameters each: within the 100 parameters a statement may bind). */
 const ROWS_PER_STATEMENT = 24;
 /** Users per IN (…) read (with the funnel id: 91 parameters). */
@@ -89,8 +93,12 @@ export interface ShardResults {
 export class FunnelActor extends DurableObject<Env> {
   readonly #sql: SqlStorage;
   readonly #config: Config;
-  /** Users' states as last written (null: none), the most recently used last; ≤ STATE_CACHE_MAX entries. */
-  readonly #states = new Map<string, UserState | null>();
+  /**
+   * Users' states as last written (null: none) with their stored size, the most recently used last;
+   * ≤ STATE_CACHE_BYTES in all (a null counts 64).
+   */
+  readonly #states = new Map<string, { state: UserState | null; bytes: number }>();
+  #cacheBytes = 0;
   /** Breakdown values counted per (funnel, day) of the days touched (≤ FUNNEL_MAX_BREAKDOWN_VALUES each). */
   readonly #values = new Map<string, Set<string>>();
   /** Deleted funnels (the `gone` table), read once. */
@@ -107,6 +115,14 @@ export class FunnelActor extends DurableObject<Env> {
 
   // Directory role ------------------------------------------------------------
 
+  #kv(k: string): number {
+    return this.#sql.exec<{ v: number }>("SELECT v FROM kv WHERE k = ?", k).toArray()[0]?.v ?? 0;
+  }
+
+  #setKv(k: string, v: number): void {
+    this.#sql.exec("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", k, v);
+  }
+
   /** Stores a definition; the same definition under the same name again is not a conflict. */
   define(def: FunnelDef): DefineOutcome {
     const existing = this.#sql.exec<{ def: string }>("SELECT def FROM defs WHERE name = ?", def.name).toArray()[0];
@@ -116,16 +132,21 @@ export class FunnelActor extends DurableObject<Env> {
     }
     const n = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM defs").one().n;
     if (n >= MAX_FUNNELS_PER_TENANT) return { ok: false, reason: "limit" };
-    this.#sql.exec("INSERT INTO defs (id, name, def) VALUES (?, ?, ?)", def.id, def.name, JSON.stringify(def));
+    this.ctx.storage.transactionSync(() => {
+      this.#sql.exec("INSERT INTO defs (id, name, def) VALUES (?, ?, ?)", def.id, def.name, JSON.stringify(def));
+      this.#setKv("version", this.#kv("version") + 1);
+    });
     return { ok: true, funnel: def, created: true };
   }
 
-  list(): FunnelDef[] {
-    return this.#sql
+  /** Every definition, oldest first, with the version they make together (see setFunnelTaps). */
+  list(): { defs: FunnelDef[]; version: number } {
+    const defs = this.#sql
       .exec<{ def: string }>("SELECT def FROM defs")
       .toArray()
       .map((r) => JSON.parse(r.def) as FunnelDef)
       .sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
+    return { defs, version: this.#kv("version") };
   }
 
   get(id: string): FunnelDef | null {
@@ -133,9 +154,15 @@ export class FunnelActor extends DurableObject<Env> {
     return row ? (JSON.parse(row.def) as FunnelDef) : null;
   }
 
+  /** Removes a definition; the version moves on, so streams drop its taps when next told. */
   remove(id: string): FunnelDef | null {
     const def = this.get(id);
-    if (def) this.#sql.exec("DELETE FROM defs WHERE id = ?", id);
+    if (def) {
+      this.ctx.storage.transactionSync(() => {
+        this.#sql.exec("DELETE FROM defs WHERE id = ?", id);
+        this.#setKv("version", this.#kv("version") + 1);
+      });
+    }
     return def;
   }
 
@@ -147,10 +174,12 @@ export class FunnelActor extends DurableObject<Env> {
    * user's state is read and written once, and each count once, however many events touched them.
    */
   apply(source: string, batches: FunnelBatch[], now = Date.now()): number {
-    const horizon = now - this.#horizonLag();
     let last = 0;
     try {
       this.ctx.storage.transactionSync(() => {
+        const floor = this.#kv("floor");
+        const horizon = Math.max(now - this.#horizonLag(), floor);
+        if (horizon > floor) this.#setKv("floor", horizon);
         last =
           this.#sql.exec<{ seq: number }>("SELECT seq FROM applied WHERE source = ?", source).toArray()[0]?.seq ?? 0;
         const fresh = batches.filter((b) => b.seq > last).sort((a, b) => a.seq - b.seq);
@@ -211,6 +240,7 @@ export class FunnelActor extends DurableObject<Env> {
   /** Drops the in-memory copies (user states, breakdown values, deleted funnels); storage stays the truth. */
   #forget(): void {
     this.#states.clear();
+    this.#cacheBytes = 0;
     this.#values.clear();
     this.#gone = null;
   }
@@ -227,7 +257,7 @@ export class FunnelActor extends DurableObject<Env> {
 
   /**
    * Reads the states of the users of a delivery that memory does not hold, in a few statements (up to
-   * ROWS_PER_STATEMENT users each) rather than one per user; users without a row are remembered as null.
+   * READS_PER_STATEMENT users each) rather than one per user; users without a row are remembered as null.
    */
   #load(byUser: Map<string, { item: FunnelItem }>): void {
     const missing = new Map<string, string[]>();
@@ -250,7 +280,11 @@ export class FunnelActor extends DurableObject<Env> {
         }
         for (const u of chunk) {
           const text = found.get(u);
-          this.#remember(`${funnel}\u0000${u}`, text === undefined ? null : (JSON.parse(text) as UserState));
+          this.#remember(
+            `${funnel}\u0000${u}`,
+            text === undefined ? null : (JSON.parse(text) as UserState),
+            text?.length ?? 64,
+          );
         }
       }
     }
@@ -283,14 +317,17 @@ export class FunnelActor extends DurableObject<Env> {
     }
   }
 
-  #remember(key: string, state: UserState | null): void {
+  #remember(key: string, state: UserState | null, bytes = 64): void {
+    const had = this.#states.get(key);
+    if (had) this.#cacheBytes -= had.bytes;
     this.#states.delete(key);
-    this.#states.set(key, state);
-    if (this.#states.size > STATE_CACHE_MAX) {
-      for (const k of this.#states.keys()) {
-        this.#states.delete(k);
-        if (this.#states.size <= STATE_CACHE_MAX * 0.9) break;
-      }
+    this.#states.set(key, { state, bytes });
+    this.#cacheBytes += bytes;
+    if (this.#cacheBytes <= STATE_CACHE_BYTES) return;
+    for (const [k, v] of this.#states) {
+      this.#states.delete(k);
+      this.#cacheBytes -= v.bytes;
+      if (this.#cacheBytes <= STATE_CACHE_BYTES * 0.9) break;
     }
   }
 
@@ -303,7 +340,8 @@ export class FunnelActor extends DurableObject<Env> {
     tallies: Map<string, { late: number; overflow: number }>,
   ): Write {
     // Loaded by #load; read again only if a very large delivery pushed it out of memory meanwhile.
-    const prev = this.#states.has(key) ? (this.#states.get(key) ?? null) : this.#readOne(item);
+    const cached = this.#states.get(key);
+    const prev = cached !== undefined ? cached.state : this.#readOne(item);
     const out = applyUser(prev, entries, item.w, horizon, (day, b) => this.#fold(item.f, day, b));
     for (const d of out.deltas) {
       for (let step = d.from; step <= d.to; step++) {
@@ -323,11 +361,12 @@ export class FunnelActor extends DurableObject<Env> {
       this.#remember(key, null);
       return { funnel: item.f, user: item.u, state: null, expires: 0, existed: prev !== null };
     }
-    this.#remember(key, out.state);
+    const text = JSON.stringify(out.state);
+    this.#remember(key, out.state, text.length);
     return {
       funnel: item.f,
       user: item.u,
-      state: JSON.stringify(out.state),
+      state: text,
       expires: expiresAt(out.state, item.w, this.#horizonLag()),
       existed: prev !== null,
     };
@@ -402,8 +441,13 @@ export class FunnelActor extends DurableObject<Env> {
       released = this.#sql.exec("DELETE FROM users WHERE expires <= ?", now).rowsWritten;
       this.#sql.exec("DELETE FROM counts WHERE day < ?", dayOf(now) - FUNNEL_RETENTION_DAYS);
     });
-    // States let go may still be in memory; the breakdown values of days let go too.
+    // States let go may still be in memory.
     if (released > 0) this.#forget();
+    // Breakdown values of days no journey can start on any more (the horizon is at most a day behind).
+    const today = dayOf(now);
+    for (const key of this.#values.keys()) {
+      if (Number(key.slice(key.lastIndexOf("\u0000") + 1)) < today - 1) this.#values.delete(key);
+    }
     const remaining = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM users").one().n;
     return { released, remaining };
   }

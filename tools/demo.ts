@@ -129,7 +129,8 @@ async function main(): Promise<void> {
     const port = new URL(args.notify).port || "80";
     lines.push(
       `Alerts notify ${args.notify}; to receive them as chat messages (add --forward <chat webhook URL> to pass them on):`,
-      `  npx tsx examples/course-notifications/receiver.ts --port ${port} --secret ${secret}`,
+      // The secret in the environment, not the command line (other processes can read a command line).
+      `  EDGEPULSE_WEBHOOK_SECRET='${secret}' npx tsx examples/course-notifications/receiver.ts --port ${port}`,
     );
   }
   lines.push(

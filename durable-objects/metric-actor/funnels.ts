@@ -9,22 +9,27 @@
  * batches let go. A duplicate never reaches a funnel (the commit admits an event once); a lost answer is
  * redelivered and skipped.
  *
- * Bounds: at most FUNNEL_MAX_PENDING batches wait (e.g. while a shard is unreachable); past that the
- * oldest are let go and counted in the stream's counters as funnel_dropped. Taps ≤ MAX_FUNNELS_PER_TENANT ×
- * MAX_FUNNEL_STEPS.
+ * Bounds: at most FUNNEL_MAX_PENDING_PER_SHARD batches wait per shard (e.g. while that shard is
+ * unreachable); past that its oldest are let go and counted as `dropped` (the other shards' batches are
+ * untouched). A delivery carries at most PER_DELIVERY batches and DELIVERY_MAX_BYTES, and waits at most
+ * DELIVERY_TIMEOUT_MS for its answer (the alarm's other work is never held up longer; a late answer is
+ * harmless: the shard applies a batch once). Taps ≤ MAX_FUNNELS_PER_TENANT × MAX_FUNNEL_STEPS.
  */
 
+import { deadline } from "../../core/async";
 import type { StreamEvent } from "../../core/event";
 import { encodeItems, FUNNEL_SHARDS, type FunnelItem, funnelShardOf, type Tap, tapEvent } from "../../core/funnels";
 import type { FunnelBatch } from "../funnel-actor";
 import type { Wakeable } from "../planner";
 import type { Meta } from "./ingest";
-import type { Outbox } from "./outbox";
+import type { Outbox, OutboxEntry } from "./outbox";
 
-/** Batches waiting at most (each holds one commit's step events for one shard). */
-export const FUNNEL_MAX_PENDING = 20_000;
-/** Batches sent per delivery. */
+/** Batches waiting at most per shard (each holds one commit's step events for that shard). */
+export const FUNNEL_MAX_PENDING_PER_SHARD = 2500;
+/** Batches sent per delivery, and their bytes at most (one batch is always sent, whatever its size). */
 const PER_DELIVERY = 100;
+const DELIVERY_MAX_BYTES = 2 * 1024 * 1024;
+const DELIVERY_TIMEOUT_MS = 10_000;
 const MAX_BACKOFF_MS = 60_000;
 
 const encoder = new TextEncoder();
@@ -34,6 +39,7 @@ const keyOf = (shard: number, seq: number) => `${shard}:${String(seq).padStart(1
 export class FunnelFeed implements Wakeable {
   readonly name = "funnels";
   #taps: Tap[] = [];
+  #tapsVersion = 0;
   #seq = 0;
   #dropped = 0;
   #busy = false;
@@ -51,6 +57,7 @@ export class FunnelFeed implements Wakeable {
     const get = (k: string) =>
       this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = ?", k).toArray()[0]?.v ?? null;
     this.#taps = JSON.parse(get("funnel_taps") ?? "[]") as Tap[];
+    this.#tapsVersion = Number(get("funnel_taps_version") ?? 0);
     this.#seq = Number(get("funnel_seq") ?? 0);
     this.#dropped = Number(get("funnel_dropped") ?? 0);
   }
@@ -59,10 +66,16 @@ export class FunnelFeed implements Wakeable {
     return this.#taps;
   }
 
-  /** Replaces the stream's taps (every funnel step it feeds); applies to events accepted from now on. */
-  setTaps(taps: Tap[]): void {
+  /**
+   * Replaces the stream's taps (every funnel step it feeds) with those of the tenant's definitions at
+   * `version`, unless it holds a newer version's; applies to events accepted from now on.
+   */
+  setTaps(taps: Tap[], version: number): void {
+    if (version < this.#tapsVersion) return;
     this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('funnel_taps', ?)", JSON.stringify(taps));
+    this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('funnel_taps_version', ?)", String(version));
     this.#taps = taps;
+    this.#tapsVersion = version;
   }
 
   /** Batches still owed to funnel shards, and batches let go past the bound. */
@@ -83,12 +96,13 @@ export class FunnelFeed implements Wakeable {
       if (list) list.push(it);
       else byShard.set(k, [it]);
     }
+    let dropped = 0;
     for (const [k, list] of byShard) {
       this.#seq++;
       this.outbox.mark("funnel", keyOf(k, this.#seq), now, encoder.encode(encodeItems(list)));
+      dropped += this.outbox.dropOldestPending("funnel", FUNNEL_MAX_PENDING_PER_SHARD, `${k}:`).length;
     }
     this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('funnel_seq', ?)", String(this.#seq));
-    const dropped = this.outbox.dropOldestPending("funnel", FUNNEL_MAX_PENDING).length;
     if (dropped > 0) {
       this.#dropped += dropped;
       this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('funnel_dropped', ?)", String(this.#dropped));
@@ -109,8 +123,14 @@ export class FunnelFeed implements Wakeable {
     try {
       const shards: Array<Promise<void>> = [];
       for (let k = 0; k < FUNNEL_SHARDS; k++) {
-        const entries = this.outbox.pendingByKey("funnel", `${k}:`, PER_DELIVERY);
-        if (entries.length > 0) shards.push(this.#deliver(meta, k, entries));
+        const entries = this.outbox.byPrefix("funnel", `${k}:`, { pendingOnly: true, limit: PER_DELIVERY });
+        let bytes = 0;
+        const n = entries.findIndex((e, i) => {
+          bytes += (e.payload as ArrayBuffer).byteLength;
+          return i > 0 && bytes > DELIVERY_MAX_BYTES;
+        });
+        const take = n === -1 ? entries : entries.slice(0, n);
+        if (take.length > 0) shards.push(this.#deliver(meta, k, take));
       }
       const results = await Promise.allSettled(shards);
       const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
@@ -127,13 +147,13 @@ export class FunnelFeed implements Wakeable {
     }
   }
 
-  async #deliver(meta: Meta, shard: number, entries: ReturnType<Outbox["pendingByKey"]>): Promise<void> {
+  async #deliver(meta: Meta, shard: number, entries: OutboxEntry[]): Promise<void> {
     const batches: FunnelBatch[] = entries.map((e) => ({
       seq: Number(e.key.slice(e.key.indexOf(":") + 1)),
       items: decoder.decode(e.payload as ArrayBuffer),
     }));
     const stub = this.env.FUNNEL_ACTOR.getByName(`${meta.tenant}#funnels#${shard}`);
-    const last = await stub.apply(meta.stream, batches);
+    const last = await deadline(stub.apply(meta.stream, batches), DELIVERY_TIMEOUT_MS, `funnel shard ${shard}`);
     const now = Date.now();
     for (const e of entries) {
       if (Number(e.key.slice(e.key.indexOf(":") + 1)) <= last) this.outbox.done(e, now, false);

@@ -448,12 +448,15 @@ export class MetricActor extends DurableObject<Env> {
     return { dimension_sets: p.dims.sets(), scaling, applies_from: now };
   }
 
-  /** Sets the funnel steps this stream's events feed (the funnels API computes them); from now on. */
-  async setFunnelTaps(tenant: string, stream: string, taps: Tap[]): Promise<void> {
+  /**
+   * Sets the funnel steps this stream's events feed (the funnels API computes them), from now on; taps of a
+   * version older than the one held are ignored.
+   */
+  async setFunnelTaps(tenant: string, stream: string, taps: Tap[], version: number): Promise<void> {
     const p = this.parts;
     const meta = p.ingest.ensureMeta(tenant, stream);
     p.storage.transactionSync(() => {
-      p.funnels.setTaps(taps);
+      p.funnels.setTaps(taps, version);
       p.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('meta', ?)", JSON.stringify(meta));
     });
   }

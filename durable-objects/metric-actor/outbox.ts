@@ -125,27 +125,16 @@ export class Outbox {
       .one().t;
   }
 
-  /** Entries of a topic whose key starts with `prefix`, in key order. */
-  byPrefix(topic: Topic, prefix: string): OutboxEntry[] {
+  /** Entries of a topic whose key starts with `prefix`, in key order (only pending ones, at most `limit`, if asked). */
+  byPrefix(topic: Topic, prefix: string, opts: { pendingOnly?: boolean; limit?: number } = {}): OutboxEntry[] {
     return this.sql
       .exec<OutboxEntry>(
-        "SELECT * FROM outbox WHERE topic = ? AND key >= ? AND key < ? ORDER BY key",
+        `SELECT * FROM outbox WHERE topic = ? AND key >= ? AND key < ?${opts.pendingOnly ? " AND state = 'pending'" : ""}
+         ORDER BY key LIMIT ?`,
         topic,
         prefix,
         `${prefix}\uffff`,
-      )
-      .toArray();
-  }
-
-  /** Pending entries of a topic whose key starts with `prefix`, in key order, due or not. */
-  pendingByKey(topic: Topic, prefix: string, limit: number): OutboxEntry[] {
-    return this.sql
-      .exec<OutboxEntry>(
-        "SELECT * FROM outbox WHERE topic = ? AND key >= ? AND key < ? AND state = 'pending' ORDER BY key LIMIT ?",
-        topic,
-        prefix,
-        `${prefix}\uffff`,
-        limit,
+        opts.limit ?? -1,
       )
       .toArray();
   }
@@ -161,14 +150,28 @@ export class Outbox {
     ).rowsWritten;
   }
 
-  /** Drops the oldest pending entries of a topic beyond `max` (by key order); returns the keys dropped. */
-  dropOldestPending(topic: Topic, max: number): string[] {
-    const n = this.pendingCount(topic);
+  /**
+   * Drops the oldest pending entries of a topic (of its keys starting with `prefix`) beyond `max`, by key
+   * order; returns the keys dropped. Counting stops at max + 1 rows, so under the bound it costs little.
+   */
+  dropOldestPending(topic: Topic, max: number, prefix = ""): string[] {
+    const hi = `${prefix}\uffff`;
+    const n = this.sql
+      .exec<{ n: number }>(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM outbox WHERE topic = ? AND key >= ? AND key < ? AND state = 'pending' LIMIT ?)",
+        topic,
+        prefix,
+        hi,
+        max + 1000,
+      )
+      .one().n;
     if (n <= max) return [];
     const keys = this.sql
       .exec<{ key: string }>(
-        "SELECT key FROM outbox WHERE topic = ? AND state = 'pending' ORDER BY key LIMIT ?",
+        "SELECT key FROM outbox WHERE topic = ? AND key >= ? AND key < ? AND state = 'pending' ORDER BY key LIMIT ?",
         topic,
+        prefix,
+        hi,
         n - max,
       )
       .toArray()

@@ -118,7 +118,7 @@ describe("POST /v1/query: grouping by a catalog attribute", () => {
       p1: "kitchen",
       p2: "kitchen",
       p3: "garden",
-      p4: "__none__",
+      p4: "__unset__",
       p5: "__unknown__",
     };
 
@@ -132,8 +132,8 @@ describe("POST /v1/query: grouping by a catalog attribute", () => {
     const r = await ok(t, q);
     expect(r.columns).toEqual(["product_category", "count", "sum", "min", "max", "p50", "distinct_users"]);
     const expected = byGroup(groupBy(sales, (s) => category[s.product as string]));
-    expect(objects(r).map((o) => o.product_category)).toEqual(["__none__", "__unknown__", "garden", "kitchen"]);
-    expect(expected.map(([c]) => c)).toEqual(["__none__", "__unknown__", "garden", "kitchen"]);
+    expect(objects(r).map((o) => o.product_category)).toEqual(["__unknown__", "__unset__", "garden", "kitchen"]);
+    expect(expected.map(([c]) => c)).toEqual(["__unknown__", "__unset__", "garden", "kitchen"]);
     for (const [i, [, group]] of expected.entries()) {
       const want = oracle(group);
       const got = objects(r)[i];
@@ -212,7 +212,7 @@ describe("POST /v1/query: grouping by a catalog attribute", () => {
     ]);
     expect(top.meta).toMatchObject({ groups: 4, truncated: true });
     const bottom = await ok(t, { ...q, order_by: { measure: "sum", dir: "asc" }, limit: 1 });
-    expect(objects(bottom)).toEqual([{ product_category: "__none__", sum: 10, count: 2 }]);
+    expect(objects(bottom)).toEqual([{ product_category: "__unset__", sum: 10, count: 2 }]);
 
     // After p3 is deleted its revenue joins p5's under __unknown__, now the top.
     expect((await call("DELETE", "/v1/catalog/products/p3", t.admin)).status).toBe(200);
@@ -405,7 +405,7 @@ describe("POST /v1/query: grouping by a catalog attribute", () => {
     await catalog(t, "users", { id: "u3", first_name: "Grace", last_name: "Hopper", plan: "free" });
     await catalog(t, "users", { id: "u4", first_name: "Edsger", last_name: "Dijkstra" }); // no plan
     const sessions: Record<string, number> = { u1: 3, u2: 2, u3: 4, u4: 1, u5: 2 };
-    const plan: Record<string, string> = { u1: "pro", u2: "pro", u3: "free", u4: "__none__", u5: "__unknown__" };
+    const plan: Record<string, string> = { u1: "pro", u2: "pro", u3: "free", u4: "__unset__", u5: "__unknown__" };
     const events = Object.entries(sessions).flatMap(([user, n]) =>
       Array.from({ length: n }, () => ({ name: "session", user, dims: { user } })),
     );
@@ -433,12 +433,12 @@ describe("POST /v1/query: grouping by a catalog attribute", () => {
     });
     expect(objects(byCountry)).toEqual([
       { user_country: "GB", count: 2 },
-      { user_country: "__none__", count: 8 },
       { user_country: "__unknown__", count: 2 },
+      { user_country: "__unset__", count: 8 },
     ]);
   });
 
-  it("puts events without the key under __none__ with entities lacking the attribute (counts and sums only)", async () => {
+  it("keeps events without the key (__none__, counts and sums only) apart from entities lacking the attribute (__unset__)", async () => {
     const t = await createTenant("attributes-none");
     await catalog(t, "products", { id: "p1", name: "Kettle", category: "kitchen", price: 30 });
     await catalog(t, "products", { id: "p4", name: "Gift card", price: 50 });
@@ -458,10 +458,14 @@ describe("POST /v1/query: grouping by a catalog attribute", () => {
       attributes: { product: "products.category" },
     });
     // Events without a product are known only as the stream's total minus its groups: p50 is not known there.
-    expect(objects(r)).toEqual([
-      { product_category: "__none__", count: 5, sum: 18, p50: null },
-      { product_category: "kitchen", count: 1, sum: 10, p50: 10 },
-    ]);
+    const rows = objects(r);
+    expect(rows.map((o) => o.product_category)).toEqual(["__none__", "__unset__", "kitchen"]);
+    expect(rows[0]).toEqual({ product_category: "__none__", count: 3, sum: 6, p50: null });
+    // The gift card's own events keep every measure: they are a group of their own, not the residual.
+    expect(rows[1]).toMatchObject({ product_category: "__unset__", count: 2, sum: 12 });
+    expect(rows[1].p50).toBeGreaterThanOrEqual(5 * 0.99);
+    expect(rows[1].p50).toBeLessThanOrEqual(7 * 1.01);
+    expect(rows[2]).toEqual({ product_category: "kitchen", count: 1, sum: 10, p50: 10 });
   });
 
   it("refuses attributes a kind does not have, naming the ones it has, and keys not grouped by", async () => {

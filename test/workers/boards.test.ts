@@ -401,6 +401,32 @@ describe("tenants, scopes and limits", () => {
     );
     await expectError(await call("DELETE", `/v1/boards/${board.id}`, limited.admin), 403, "restricted_credential");
     expect(await read(a, board.id)).toEqual(board);
+    // Panels reading streams outside its prefixes are left out, and counted.
+    const mixed = (await (
+      await call("POST", "/v1/boards", a.admin, {
+        name: "mixed streams",
+        panels: [
+          { title: "mine", kind: "number", query: { stream: "orders", measures: ["count"], range: { last: "1h" } } },
+          { title: "theirs", kind: "number", query: { stream: "payroll", measures: ["count"], range: { last: "1h" } } },
+          {
+            title: "both",
+            kind: "number",
+            query: { streams: { o: "orders", p: "payroll" }, measures: ["o.count", "p.count"], range: { last: "1h" } },
+          },
+        ],
+      })
+    ).json()) as { board: { id: string } };
+    const seen = (await (await call("GET", `/v1/boards/${mixed.board.id}`, limited.read)).json()) as {
+      board: { panels: Array<{ title: string }>; hidden_panels?: number };
+    };
+    expect(seen.board.panels.map((p) => p.title)).toEqual(["mine"]);
+    expect(seen.board.hidden_panels).toBe(2);
+    const full = (await (await call("GET", `/v1/boards/${mixed.board.id}`, a.read)).json()) as {
+      board: { panels: unknown[]; hidden_panels?: number };
+    };
+    expect(full.board.panels).toHaveLength(3);
+    expect(full.board.hidden_panels).toBeUndefined();
+    expect((await call("DELETE", `/v1/boards/${mixed.board.id}`, a.admin)).status).toBe(204);
   });
 
   it(`holds at most ${MAX_BOARDS_PER_TENANT} boards per tenant, even under concurrent creates`, async () => {

@@ -13,7 +13,9 @@ import {
   boardView,
   contentOf,
   MAX_BOARDS_PER_TENANT,
+  panelStreams,
 } from "../../core/boards";
+import { streamAllowed } from "../../core/keys";
 import { createBoard, deleteBoard, getBoard, listBoards, replaceBoard } from "../../db/boards";
 import { historyEnabled } from "../../db/client";
 import { assertUnrestricted, requireKey } from "../lib/auth";
@@ -77,7 +79,12 @@ boards.get("/v1/boards/:board", requireKey("read"), onlyParams(), async (c) => {
   const id = boardParam(c);
   const found = await withDatabase(c.env, (db) => getBoard(db, c.get("grant").tenantId, id));
   if (found === null) throw notFound(id);
-  return c.json({ board: boardView(found) });
+  const board = boardView(found);
+  // A credential limited to stream prefixes sees only the panels that read streams it may read.
+  const grant = c.get("grant");
+  const shown = board.panels.filter((p) => panelStreams(p).every((s) => streamAllowed(grant, s)));
+  if (shown.length === board.panels.length) return c.json({ board });
+  return c.json({ board: { ...board, panels: shown, hidden_panels: board.panels.length - shown.length } });
 });
 
 boards.put("/v1/boards/:board", ...admin, onlyParams(), jsonBody(BoardReplace, "invalid_board"), async (c) => {

@@ -23,6 +23,7 @@ import {
 import { newId } from "../../core/keys";
 import type { KeyGrant } from "../../core/protocol";
 import { describeIssues } from "../../core/schemas";
+import type { DefineOutcome } from "../../durable-objects/funnel-actor";
 import { assertStream, assertUnrestricted, requireKey } from "../lib/auth";
 import { ApiError } from "../lib/errors";
 import { actor } from "../lib/registry";
@@ -49,16 +50,17 @@ const readable = (grant: KeyGrant, def: FunnelDef) => {
 };
 
 /**
- * Tells every stream of `streams` which funnel steps its events feed, from the tenant's definitions (but
- * `except`). An actor that cannot be reached makes the request a 503 that is safe to repeat.
+ * Tells every stream of `streams` which funnel steps its events feed, from the tenant's definitions and
+ * their version: a stream keeps the taps of the newest version it was told, so two requests racing cannot
+ * leave it an older list. An actor that cannot be reached makes the request a 503 that is safe to repeat.
  */
-async function pushTaps(env: Env, tenant: string, streams: Iterable<string>, except?: string): Promise<void> {
-  await reaching("A step's stream", async () => {
-    const defs = (await directory(env, tenant).list()).filter((d) => d.id !== except);
-    await Promise.all(
-      [...new Set(streams)].map((s) => actor(env, tenant, s).setFunnelTaps(tenant, s, tapsFor(s, defs))),
-    );
-  });
+async function pushTaps(env: Env, tenant: string, streams: Iterable<string>): Promise<void> {
+  const { defs, version } = await reaching("The funnel directory", () => directory(env, tenant).list());
+  await reaching("A step's stream", () =>
+    Promise.all(
+      [...new Set(streams)].map((s) => actor(env, tenant, s).setFunnelTaps(tenant, s, tapsFor(s, defs), version)),
+    ),
+  );
 }
 
 /** Runs `fn`; an object that cannot be reached is a 503 that says to repeat the request (it is safe to). */
@@ -82,7 +84,9 @@ const DaysParam = z.coerce.number().int().min(1).max(FUNNEL_MAX_DAYS).default(1)
 funnels.post("/v1/funnels", ...admin, jsonBody(FunnelCreate, "invalid_funnel"), async (c) => {
   const tenant = c.get("grant").tenantId;
   const parsed = parseFunnel(c.req.valid("json"));
-  const outcome = await directory(c.env, tenant).define({ ...parsed, id: newId("f"), created_at: Date.now() });
+  const outcome: DefineOutcome = await reaching("The funnel directory", async () =>
+    directory(c.env, tenant).define({ ...parsed, id: newId("f"), created_at: Date.now() }),
+  );
   if (!outcome.ok) {
     throw outcome.reason === "limit"
       ? new ApiError(
@@ -105,7 +109,7 @@ funnels.post("/v1/funnels", ...admin, jsonBody(FunnelCreate, "invalid_funnel"), 
 
 funnels.get("/v1/funnels", requireKey("read"), onlyParams(), async (c) => {
   const grant = c.get("grant");
-  const defs = await directory(c.env, grant.tenantId).list();
+  const { defs } = await reaching("The funnel directory", () => directory(c.env, grant.tenantId).list());
   const visible = defs.filter((d) => {
     try {
       readable(grant, d);
@@ -118,7 +122,7 @@ funnels.get("/v1/funnels", requireKey("read"), onlyParams(), async (c) => {
 });
 
 async function found(env: Env, grant: KeyGrant, id: string): Promise<FunnelDef> {
-  const def = await directory(env, grant.tenantId).get(id);
+  const def = await reaching("The funnel directory", () => directory(env, grant.tenantId).get(id));
   if (def === null) throw notFound(id);
   readable(grant, def);
   return def;
@@ -130,22 +134,22 @@ funnels.get("/v1/funnels/:id", requireKey("read"), onlyParams(), async (c) => {
 });
 
 /**
- * The shards forget the funnel first (and ignore its events from then on), then the streams stop feeding it,
- * and only then does the definition go: a delete that fails half-way leaves the funnel listed, to be deleted
- * again.
+ * The shards forget the funnel first (and ignore its events from then on: a delete that fails there leaves
+ * the funnel listed, to be deleted again), then the definition goes, then the streams stop feeding it. If
+ * that last step fails, the streams' events for it are ignored by the shards until the next change of the
+ * tenant's funnels tells the streams again.
  */
 funnels.delete("/v1/funnels/:id", ...admin, onlyParams(), async (c) => {
   const tenant = c.get("grant").tenantId;
-  const def = await directory(c.env, tenant).get(c.req.param("id"));
+  const def = await reaching("The funnel directory", () => directory(c.env, tenant).get(c.req.param("id")));
   if (def === null) throw notFound(c.req.param("id"));
   await shards(c.env, tenant, (s) => s.drop(def.id));
+  await reaching("The funnel directory", () => directory(c.env, tenant).remove(def.id));
   await pushTaps(
     c.env,
     tenant,
     def.steps.map((s) => s.stream),
-    def.id,
   );
-  await directory(c.env, tenant).remove(def.id);
   return c.body(null, 204);
 });
 

@@ -3,8 +3,8 @@
  * core/query.ts): after the reads, each attributed key's values are looked up in the tenant's catalog
  * (db/catalog.ts entityLabels, one query per key, bounded by QUERY_LIMITS.maxAttributeGroups) and the groups
  * are regrouped by what it says, merging cells exactly (workers/query/cells.ts). The answer depends on the
- * catalog, so a catalog that cannot be read fails the query (503 history_disabled) rather than grouping
- * every value under "__unknown__".
+ * catalog, so a catalog that cannot be read fails the query (503 history_disabled without a database,
+ * catalog_unavailable when PostgreSQL cannot be reached) rather than grouping every value under "__unknown__".
  */
 import { CodedError } from "../../core/errors";
 import { attributeValue, checkAttributeGroups, entityValues, type Query } from "../../core/query";
