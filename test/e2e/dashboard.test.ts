@@ -259,7 +259,8 @@ describe("dashboard in Chromium", () => {
     // Clearing it shows the whole stream again, from the live socket.
     await page.getByTestId("filter-clear").click();
     await expect.poll(() => new URL(page.url()).hash, { timeout: 10_000, interval: 100 }).toBe("#/stream/orders");
-    expect(await chip.count()).toBe(0);
+    // The view is redrawn after the URL changes: await the chip going, not just the URL.
+    await expect.poll(() => chip.count(), { timeout: 10_000, interval: 100 }).toBe(0);
     await expect.poll(() => stat("count").textContent(), { timeout: 10_000 }).toBe("5");
   }, 120_000);
 
