@@ -1,6 +1,28 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addUser, estimate, hashUser, murmur3, PeriodHll, REGISTERS, SlidingHll } from "./hll.ts";
+import { addUser, estimate, hashUser, murmur3, PeriodHll, PRECISION, REGISTERS, SlidingHll } from "./hll.ts";
+import { seededRandom } from "./random.ts";
+
+describe("hashUser", () => {
+  it("hashes a user id's UTF-8 bytes the same through its scratch space as through a fresh encoding", () => {
+    const enc = new TextEncoder();
+    const reference = (user: string) => {
+      const b = enc.encode(user);
+      return { reg: murmur3(b, 0x5f3759df) >>> (32 - PRECISION), rank: Math.clz32(murmur3(b, 0x9747b28c)) + 1 };
+    };
+    const ids = ["", "a", "user-42", "ünïcødé-✓", "𝔘𝔰𝔢𝔯", "x".repeat(341), "é".repeat(200), "y".repeat(400)];
+    const rand = seededRandom(3);
+    for (let i = 0; i < 500; i++) {
+      ids.push(
+        Array.from({ length: Math.floor(rand() * 40) }, () => String.fromCodePoint(Math.floor(rand() * 0x2ffff))).join(
+          "",
+        ),
+      );
+    }
+    // Interleaved long and short ids: nothing of an earlier id's bytes may leak into a later one's hash.
+    for (const id of ids) expect(hashUser(id), id).toEqual(reference(id));
+  });
+});
 
 describe("murmur3", () => {
   it("matches the reference vectors", () => {

@@ -18,10 +18,9 @@ const RANK_BITS = 32;
 
 const encoder = new TextEncoder();
 
-/** MurmurHash3 x86 32-bit. */
-export function murmur3(bytes: Uint8Array, seed: number): number {
+/** MurmurHash3 x86 32-bit, of the first `n` bytes (all of them by default). */
+export function murmur3(bytes: Uint8Array, seed: number, n = bytes.length): number {
   let h = seed >>> 0;
-  const n = bytes.length;
   const blocks = n & ~3;
   for (let i = 0; i < blocks; i += 4) {
     let k = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
@@ -56,11 +55,24 @@ export function murmur3(bytes: Uint8Array, seed: number): number {
   return h >>> 0;
 }
 
+/**
+ * Scratch space for a user id's UTF-8 bytes: ids are encoded into it rather than into a new array per
+ * event (hashUser runs for every event with a user). 1,024 bytes hold any id of up to 341 characters;
+ * a longer one is encoded on its own.
+ */
+const scratch = new Uint8Array(1024);
+
 /** Register index and rank of a user id. */
 export function hashUser(user: string): { reg: number; rank: number } {
-  const bytes = encoder.encode(user);
-  const reg = murmur3(bytes, 0x5f3759df) >>> (32 - PRECISION);
-  const rank = Math.clz32(murmur3(bytes, 0x9747b28c)) + 1;
+  let bytes: Uint8Array = scratch;
+  let n: number;
+  if (user.length * 3 <= scratch.length) n = encoder.encodeInto(user, scratch).written;
+  else {
+    bytes = encoder.encode(user);
+    n = bytes.length;
+  }
+  const reg = murmur3(bytes, 0x5f3759df, n) >>> (32 - PRECISION);
+  const rank = Math.clz32(murmur3(bytes, 0x9747b28c, n)) + 1;
   return { reg, rank };
 }
 

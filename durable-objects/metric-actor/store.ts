@@ -9,6 +9,7 @@
 import { decodeAggregate, encodeAggregate } from "../../core/aggregate";
 import { PeriodHll } from "../../core/hll";
 import { type ApplyResult, StreamWindows } from "../../core/window";
+import { deleteIn, upsertRows } from "../sql-batch";
 
 export class WindowStore {
   windows: StreamWindows;
@@ -54,14 +55,10 @@ export class WindowStore {
     }
     for (const m of r.blocks) this.#writeBlock(m);
     this.#writeRegisters(r.registers);
-    for (let i = 0; i < r.minuteRegs.length; i += 3) {
-      this.sql.exec(
-        "INSERT OR REPLACE INTO minute_regs (minute, reg, rank) VALUES (?, ?, ?)",
-        r.minuteRegs[i],
-        r.minuteRegs[i + 1],
-        r.minuteRegs[i + 2],
-      );
-    }
+    const rows: number[][] = [];
+    for (let i = 0; i < r.minuteRegs.length; i += 3)
+      rows.push([r.minuteRegs[i], r.minuteRegs[i + 1], r.minuteRegs[i + 2]]);
+    upsertRows(this.sql, "minute_regs", ["minute", "reg", "rank"], rows);
   }
 
   #writeBlock(m: number): void {
@@ -71,12 +68,17 @@ export class WindowStore {
     this.sql.exec("DELETE FROM seconds WHERE sec >= ? AND sec < ?", m * 60, m * 60 + 60);
   }
 
+  /** The registers' rows as they are now: written, or deleted when empty; many per statement. */
   #writeRegisters(registers: Iterable<number>): void {
+    const puts: Array<[number, Uint8Array]> = [];
+    const gone: number[] = [];
     for (const reg of registers) {
       const bytes = this.windows.hll.encodeRegister(reg);
-      if (bytes === null) this.sql.exec("DELETE FROM hll WHERE reg = ?", reg);
-      else this.sql.exec("INSERT OR REPLACE INTO hll (reg, pairs) VALUES (?, ?)", reg, bytes);
+      if (bytes === null) gone.push(reg);
+      else puts.push([reg, bytes]);
     }
+    deleteIn(this.sql, "hll", "reg", gone);
+    upsertRows(this.sql, "hll", ["reg", "pairs"], puts);
   }
 
   /** Packs the minutes that have ended into blocks (memory and storage). Call inside a transaction. */
