@@ -820,10 +820,16 @@ function showAlerts(key: string) {
 }
 
 const signOutButton = document.getElementById("key-button") as HTMLButtonElement;
+/** The credential the page last showed; another one (or none) must not keep the last tenant's firing banner. */
+let shownKey: string | null = null;
 
 function route() {
   const cred = credential();
   const key = cred?.value ?? null;
+  if (key !== shownKey) {
+    showFiring([]);
+    shownKey = key;
+  }
   signOutButton.textContent = cred?.kind === "token" ? "sign out" : "key";
   const { path, params } = splitHash(location.hash);
   // The same page with new parameters (a filter, a query): updated in place, its sockets kept.
@@ -843,6 +849,8 @@ function route() {
 
 signOutButton.onclick = () => {
   signOut();
+  shownKey = null;
+  showFiring([]);
   setStatus("offline");
   showKeyForm();
 };

@@ -200,6 +200,12 @@ async function checkBoard(pack: Pack, r: ProvisionResult): Promise<Panel> {
   await page.evaluate((k) => localStorage.setItem("edgepulse.readKey", k), r.tenant.read);
   await page.goto(`${stack.url}/#/boards/${id}`);
   await expect.poll(() => page.getByTestId("board-name").textContent(), { timeout: 10_000 }).toBe(pack.boards[0].name);
+  // The page was on another pack's tenant a moment ago: none of its firing alerts may stay on show.
+  const others = Object.values(PACKS)
+    .filter((p) => p.name !== pack.name)
+    .flatMap((p) => p.rules.map((x) => x.rule.name));
+  const banner = (await page.getByTestId("alert-banner").textContent()) ?? "";
+  expect(others.filter((name) => banner.includes(name))).toEqual([]);
   const panels = board.board.panels;
   expect(panels.map((p) => p.title)).toEqual(pack.boards[0].panels.map((p) => p.title));
   let nonEmpty = 0;
