@@ -152,6 +152,15 @@ interface FunnelResults {
   to: string;
   steps: Array<{ index: number; stream: string; journeys: number; conversion: number; from_previous: number }>;
   breakdown: Array<{ value: string; journeys: number[] }>;
+  funnel?: { steps: Array<{ stream: string; filters: Array<{ dim: string; op: string; values: string[] }> }> };
+}
+
+/** A step's label: its stream, and its filters when it has any (two steps may share a stream). */
+function stepLabel(f: FunnelResults, i: number, stream: string): string {
+  const filters = f.funnel?.steps[i]?.filters ?? [];
+  if (filters.length === 0) return stream;
+  const op: Record<string, string> = { eq: "=", neq: "≠", in: "in", not_in: "not in", prefix: "starts with" };
+  return `${stream} (${filters.map((x) => `${x.dim} ${op[x.op] ?? x.op} ${x.values.join(", ")}`).join("; ")})`;
 }
 
 /** Breakdown values a funnel panel lists (the results come most first-step journeys first). */
@@ -314,7 +323,11 @@ function drawFunnel(f: FunnelResults): HTMLElement {
       `${(100 * s.conversion).toFixed(1)}%`,
     );
     line.append(
-      el("span", { class: "hbar-label" }, `${s.index + 1}. ${s.stream}`),
+      el(
+        "span",
+        { class: "hbar-label", title: stepLabel(f, s.index, s.stream) },
+        `${s.index + 1}. ${stepLabel(f, s.index, s.stream)}`,
+      ),
       track,
       figure("span", s.journeys, { class: "hbar-value", "data-field": "journeys" }),
       conv,

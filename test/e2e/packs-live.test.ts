@@ -286,6 +286,13 @@ describe("solution packs on a live stack", () => {
       expect(m.plain).toContain("A course changed: tell its learners what is new. — for #course-updates");
       const funnel = await checkBoard(pack, r);
       await checkFunnel(pack, r, funnel);
+      // Two steps on one stream are told apart by their filters.
+      expect(await page.locator(`[data-panel-id="${funnel.id}"] .hbar-label`).allTextContents()).toEqual([
+        "1. course.enrolled",
+        "2. course.progress (milestone = first_lesson)",
+        "3. course.progress (milestone = half)",
+        "4. course.completed",
+      ]);
       await page.screenshot({ path: join(ARTIFACTS, "packs-courses.png"), fullPage: true });
     } finally {
       await receiver.close();
