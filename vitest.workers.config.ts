@@ -70,11 +70,7 @@ export default defineConfig(async () => {
     test: {
       name: "workers",
       include: ["test/workers/**/*.test.ts"],
-      // One file at a time: abortAllDurableObjects() (restart tests in several files) resets every Durable
-      // Object of the runtime, so a file running alongside saw its actor vanish mid-request ("the stream's
-      // actor could not be reached") now and then.
-      fileParallelism: false,
-      // Tests that await deliveries and flushes need room on a loaded machine.
+      // Files run in parallel on two cores: tests that await deliveries and flushes need room under load.
       testTimeout: 30_000,
       // Console calls inside Durable Objects go straight to workerd's output, not through vitest's RPC: a
       // console call from an object that abortAllDurableObjects() broke is forwarded through I/O that never
