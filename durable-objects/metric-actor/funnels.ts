@@ -43,6 +43,8 @@ export class FunnelFeed implements Wakeable {
   #seq = 0;
   #dropped = 0;
   #busy = false;
+  /** Whether batches may be waiting: lets nextWake skip the outbox query on every commit of a stream without funnels. */
+  #pending = false;
   #failures = 0;
   #retryAt = 0;
 
@@ -60,6 +62,7 @@ export class FunnelFeed implements Wakeable {
     this.#tapsVersion = Number(get("funnel_taps_version") ?? 0);
     this.#seq = Number(get("funnel_seq") ?? 0);
     this.#dropped = Number(get("funnel_dropped") ?? 0);
+    this.#pending = this.outbox.nextDue("funnel") !== null;
   }
 
   taps(): Tap[] {
@@ -100,6 +103,7 @@ export class FunnelFeed implements Wakeable {
     for (const [k, list] of byShard) {
       this.#seq++;
       this.outbox.mark("funnel", keyOf(k, this.#seq), now, encoder.encode(encodeItems(list)));
+      this.#pending = true;
       dropped += this.outbox.dropOldestPending("funnel", FUNNEL_MAX_PENDING_PER_SHARD, `${k}:`).length;
     }
     this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('funnel_seq', ?)", String(this.#seq));
@@ -111,8 +115,9 @@ export class FunnelFeed implements Wakeable {
 
   nextWake(): number | null {
     // While a delivery is under way the planner re-arms when it ends (no alarm spins meanwhile).
-    if (this.#busy) return null;
+    if (this.#busy || !this.#pending) return null;
     const due = this.outbox.nextDue("funnel");
+    if (due === null) this.#pending = false;
     return due === null ? null : Math.max(due, this.#retryAt);
   }
 

@@ -1,12 +1,3 @@
-/**
- * Grouping by a catalog attribute: `"attributes": {"product": "products.category"}` in POST /v1/query
- * replaces the product column with product_category and merges the groups whose products share a category.
- * Every figure is checked against an oracle computed here from the events sent: counts, sums, min and max
- * exactly, distinct users exactly (small sets), p50 within the sketch's relative accuracy. Real workerd, real
- * PostgreSQL. The catalog being unreadable is tested by running the executor with an env of its own (no
- * database; a database address nothing listens on), never by taking the shared PostgreSQL bridge down.
- */
-import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { Accumulator } from "../../core/aggregate";
 import { nearestRank, RELATIVE_ACCURACY } from "../../core/ddsketch";
@@ -18,7 +9,7 @@ import { isoTime } from "../../core/time";
 import { type AliasPlan, Cells } from "../../workers/query/cells";
 import { executeQuery } from "../../workers/query/execute";
 import { testEnv } from "./env";
-import { BASE, createTenant, expectError, sendJson, type TenantKeys } from "./helpers";
+import { addEntity, call, createTenant, expectError, queryOk, sendJson, type TenantKeys } from "./helpers";
 
 type CellValue = string | number | boolean | null;
 interface Result {
@@ -34,24 +25,8 @@ interface Result {
 
 const MINUTE = 60_000;
 
-async function call(method: string, path: string, key: string, body?: unknown): Promise<Response> {
-  return SELF.fetch(`${BASE}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-}
-
-async function ok(t: TenantKeys, body: unknown): Promise<Result> {
-  const res = await call("POST", "/v1/query", t.read, body);
-  if (res.status !== 200) throw new Error(`query ${res.status}: ${await res.text()}`);
-  return (await res.json()) as Result;
-}
-
-async function catalog(t: TenantKeys, kind: string, entity: Record<string, unknown>) {
-  const res = await call("POST", `/v1/catalog/${kind}`, t.admin, entity);
-  expect(res.status, await res.clone().text()).toBe(201);
-}
+const ok = (t: TenantKeys, body: unknown) => queryOk<Result>(t, body);
+const catalog = addEntity;
 
 /** Sends events in batches the test config accepts (50 a batch). */
 async function send(t: TenantKeys, events: unknown[]) {

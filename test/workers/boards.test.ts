@@ -1,12 +1,6 @@
-/**
- * Boards (/v1/boards) against the real PostgreSQL: validation naming the field (and the panel), the round
- * trip of create, list, read, replace and delete, optimistic concurrency on replace (also under concurrent
- * replaces), tenant isolation, scopes, and the per-tenant limit.
- */
-import { SELF } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { MAX_BOARDS_PER_TENANT, MAX_PANELS } from "../../core/boards";
-import { BASE, createTenant, expectError, type TenantKeys } from "./helpers";
+import { call, createTenant, expectError, type TenantKeys } from "./helpers";
 
 interface Panel {
   id: string;
@@ -33,16 +27,6 @@ interface Summary {
   panels: number;
   version: number;
   updated_at: string;
-}
-
-async function call(method: string, path: string, key: string, body?: unknown): Promise<Response> {
-  const res = await SELF.fetch(`${BASE}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return new Response(res.status === 204 ? null : text, { status: res.status, headers: res.headers });
 }
 
 async function create(t: TenantKeys, body: Record<string, unknown>): Promise<Board> {

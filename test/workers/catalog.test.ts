@@ -2,11 +2,11 @@
  * The catalog (/v1/catalog/:kind) against the real PostgreSQL: validation naming the field, the uniqueness
  * rules of each kind, listings paged by cursor and filtered, tenant isolation and scopes.
  */
-import { createExecutionContext, SELF, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import worker from "../../workers/index";
 import { testEnv } from "./env";
-import { BASE, createTenant, expectError, type TenantKeys } from "./helpers";
+import { BASE, call, createTenant, expectError, type TenantKeys } from "./helpers";
 
 interface Entity {
   kind: string;
@@ -18,16 +18,6 @@ interface Entity {
 interface Page {
   items: Entity[];
   next_cursor: string | null;
-}
-
-async function call(method: string, path: string, key: string, body?: unknown): Promise<Response> {
-  const res = await SELF.fetch(`${BASE}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return new Response(text, { status: res.status, headers: res.headers });
 }
 
 async function create(t: TenantKeys, kind: string, body: Record<string, unknown>): Promise<Entity> {

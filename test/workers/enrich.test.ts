@@ -1,12 +1,5 @@
-/**
- * Queries enriched from the catalog (issue 16): `"labels": {"<group_by key>": "<kind>"}` adds a
- * `<key>_label` column with each group value's label from the tenant's own catalog; values the catalog does
- * not hold (never added, deleted, or only in another tenant's catalog) are null, and the figures are the
- * same with or without labels. Real workerd, real PostgreSQL.
- */
-import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { BASE, createTenant, expectError, sendJson, type TenantKeys } from "./helpers";
+import { addEntity, call, createTenant, expectError, queryOk, sendJson, type TenantKeys } from "./helpers";
 
 interface Result {
   columns: string[];
@@ -18,24 +11,8 @@ interface Result {
   };
 }
 
-async function call(method: string, path: string, key: string, body?: unknown): Promise<Response> {
-  return SELF.fetch(`${BASE}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-}
-
-async function ok(t: TenantKeys, body: unknown): Promise<Result> {
-  const res = await call("POST", "/v1/query", t.read, body);
-  if (res.status !== 200) throw new Error(`query ${res.status}: ${await res.text()}`);
-  return (await res.json()) as Result;
-}
-
-async function catalog(t: TenantKeys, kind: string, entity: Record<string, unknown>) {
-  const res = await call("POST", `/v1/catalog/${kind}`, t.admin, entity);
-  expect(res.status, await res.clone().text()).toBe(201);
-}
+const ok = (t: TenantKeys, body: unknown) => queryOk<Result>(t, body);
+const catalog = addEntity;
 
 /** Rows as objects keyed by column. */
 const objects = (r: Result) => r.rows.map((row) => Object.fromEntries(r.columns.map((c, i) => [c, row[i]])));

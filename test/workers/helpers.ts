@@ -105,3 +105,16 @@ export async function until<T>(probe: () => Promise<T>, done: (v: T) => boolean,
   }
   return last;
 }
+
+/** Adds an entity to the tenant's catalog (an admin call); fails the test unless it is created. */
+export async function addEntity(t: TenantKeys, kind: string, entity: Record<string, unknown>): Promise<void> {
+  const res = await call("POST", `/v1/catalog/${kind}`, t.admin, entity);
+  expect(res.status, await res.clone().text()).toBe(201);
+}
+
+/** Runs a query with the tenant's read key; throws with the server's answer unless it is a 200. */
+export async function queryOk<T>(t: TenantKeys, body: unknown): Promise<T> {
+  const res = await call("POST", "/v1/query", t.read, body);
+  if (res.status !== 200) throw new Error(`query ${res.status}: ${await res.text()}`);
+  return (await res.json()) as T;
+}
